@@ -1,0 +1,9 @@
+"""Paxion: patching action knowledge into frozen video-language models.
+
+Importing the package registers every component (explicit imports, no ``import *``).
+"""
+
+from paxion import backbones, data, tasks  # noqa: F401  (registration side effects)
+from paxion.registry import registry  # noqa: F401
+
+__version__ = "0.1.0"

@@ -1,0 +1,303 @@
+"""Experiment configuration: dataclass schemas + YAML layers + command-line overrides.
+
+Merge order (later wins):
+  1. component defaults: the dataclass ``Config`` of the chosen model (``model.arch``), task
+     (``task.name``) and dataset builders (keys of ``datasets:``), plus :class:`RunConfig` and
+     :class:`PathsConfig` below: the one home of every default;
+  2. the files listed under ``bases:`` (recursively, depth first, in order);
+  3. the experiment YAML itself;
+  4. ``PAXION_*_ROOT`` environment variables for ``paths.*``;
+  5. command-line overrides (``--options a.b=c`` or bare ``a.b=c``).
+
+Every layer is merged in OmegaConf struct mode, so an unknown key or a wrong type stops with a
+:class:`ConfigError` that names the key, the file it came from and the valid keys at that level.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from paxion.registry import RegistryError, registry
+
+PATH_ENV_VARS = {
+    "data_root": "PAXION_DATA_ROOT",
+    "ckpt_root": "PAXION_CKPT_ROOT",
+    "output_root": "PAXION_OUTPUT_ROOT",
+    "cache_root": "PAXION_CACHE_ROOT",
+}
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the key and where it came from."""
+
+
+@dataclass
+class PathsConfig:
+    """Roots that every other path in a config is built from (``${paths.data_root}/...``).
+
+    Relative roots resolve against the working directory; each can be set by the environment
+    variable in :data:`PATH_ENV_VARS`, which beats the YAML files but not the command line.
+    """
+
+    data_root: str = "data"
+    ckpt_root: str = "checkpoints"
+    output_root: str = "output"
+    cache_root: str = "~/.cache/paxion"
+
+
+@dataclass
+class WandbConfig:
+    enable: bool = False
+    project: str = "paxion"
+    entity: Optional[str] = None
+    name: Optional[str] = None
+
+
+@dataclass
+class RunConfig:
+    """Everything the runner needs: optimisation, precision, checkpoints, logging, data loading."""
+
+    output_dir: str = "${paths.output_root}/run"
+    seed: int = 42
+    device: str = "auto"  # auto | cpu | cuda
+    precision: str = "fp32"  # fp32 | bf16 | fp16
+    evaluate: bool = False  # evaluation only: no training
+    # optimisation
+    max_epoch: int = 1
+    max_iters_per_epoch: Optional[int] = None  # cap on iterations per epoch (smoke runs)
+    lr_sched: str = "epoch_cosine"  # registered lr_schedule name
+    init_lr: float = 1e-5
+    min_lr: float = 0.0
+    warmup_lr: float = -1.0
+    warmup_steps: int = 0
+    weight_decay: float = 0.05
+    no_decay_bias_and_norm: bool = False  # original: one group, everything decayed
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    accum_grad_iters: int = 1
+    grad_clip_norm: Optional[float] = None
+    # data loading
+    batch_size_train: int = 32
+    batch_size_eval: int = 4
+    num_workers: int = 4
+    pin_memory: bool = True
+    persistent_workers: bool = True
+    prefetch_factor: int = 2
+    train_splits: list[str] = field(default_factory=lambda: ["train"])
+    valid_splits: list[str] = field(default_factory=lambda: ["val"])
+    test_splits: list[str] = field(default_factory=list)
+    # selection and checkpoints
+    agg_metric: str = "agg_metrics"  # key of the validation metrics used to pick "best"
+    metric_mode: str = "max"  # max | min
+    save_full_model: bool = False  # default: trainable parameters only
+    save_every_n_steps: int = 0  # 0: "latest" only at epoch ends
+    save_after_every_epoch: bool = False
+    resume: str = "none"  # none | auto (latest checkpoint in output_dir)
+    resume_ckpt_path: Optional[str] = None
+    load_ckpt_path: Optional[str] = None  # weights to start from / to evaluate
+    # logging and distributed
+    log_freq: int = 50
+    tensorboard: bool = True
+    progress_bar: bool = True
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    dist_timeout_s: int = 1800
+
+    def __post_init__(self) -> None:
+        _check_choice("run.precision", self.precision, PRECISIONS)
+        _check_choice("run.metric_mode", self.metric_mode, ("max", "min"))
+        _check_choice("run.resume", self.resume, ("none", "auto"))
+        _check_choice("run.device", self.device, ("auto", "cpu", "cuda"))
+        if self.accum_grad_iters < 1:
+            raise ValueError(f"run.accum_grad_iters must be >= 1, got {self.accum_grad_iters}")
+
+
+def _check_choice(key: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ValueError(f"{key}: '{value}' is not one of {list(choices)}")
+
+
+@dataclass
+class ExperimentConfig:
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    model: Any = None  # schema: registry "model" entry named by model.arch
+    task: Any = None  # schema: registry "task" entry named by task.name
+    datasets: Any = None  # schema: one registry "dataset" builder per key
+
+
+# --------------------------------------------------------------------------- reading YAML layers
+
+
+def _configs_root(path: Path) -> Optional[Path]:
+    for parent in path.resolve().parents:
+        if parent.name == "configs":
+            return parent
+    return None
+
+
+def _resolve_base(base: str, including: Path) -> Path:
+    candidates = [including.parent / base]
+    root = _configs_root(including)
+    if root is not None:
+        candidates += [root / base, root.parent / base]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(f"{including}: base config '{base}' not found (looked in {[str(c) for c in candidates]})")
+
+
+def read_layers(path: Path, _seen: tuple[Path, ...] = ()) -> list[tuple[str, DictConfig]]:
+    """The YAML file and its ``bases:`` as ``(source, layer)`` pairs, lowest precedence first."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    if path.resolve() in _seen:
+        raise ConfigError(f"{path}: circular 'bases:' chain {[str(p) for p in _seen]}")
+    try:
+        layer = OmegaConf.load(path)
+    except Exception as exc:  # yaml syntax errors carry the line number
+        raise ConfigError(f"{path}: cannot parse YAML: {exc}") from exc
+    if not isinstance(layer, DictConfig):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    layers: list[tuple[str, DictConfig]] = []
+    bases = layer.pop("bases", None) or []
+    if isinstance(bases, str):
+        bases = [bases]
+    for base in bases:
+        layers += read_layers(_resolve_base(str(base), path), _seen + (path.resolve(),))
+    layers.append((str(path), layer))
+    return layers
+
+
+# --------------------------------------------------------------------------- schema and merging
+
+
+def _selector(layers: list[tuple[str, DictConfig]], dotted: str) -> tuple[Optional[str], str]:
+    """Last value of ``dotted`` across the layers and the source that set it."""
+    value, source = None, "defaults"
+    for src, layer in layers:
+        found = OmegaConf.select(layer, dotted, default=None, throw_on_missing=False)
+        if found is not None:
+            value, source = str(found), src
+    return value, source
+
+
+def _component_schema(kind: str, name: str, source: str, key: str) -> DictConfig:
+    try:
+        component = registry.get(kind, name)
+    except RegistryError as exc:
+        raise ConfigError(f"{source}: {key}: {exc}") from None
+    config_cls = getattr(component, "Config", None)
+    if config_cls is None or not dataclasses.is_dataclass(config_cls):
+        raise ConfigError(f"{kind} '{name}' has no Config dataclass to validate '{key}' against")
+    return OmegaConf.structured(config_cls)
+
+
+def build_schema(layers: list[tuple[str, DictConfig]]) -> DictConfig:
+    schema = OmegaConf.structured(ExperimentConfig)
+    OmegaConf.set_struct(schema, False)
+    arch, src = _selector(layers, "model.arch")
+    if arch is not None:
+        schema.model = _component_schema("model", arch, src, "model.arch")
+    name, src = _selector(layers, "task.name")
+    if name is not None:
+        schema.task = _component_schema("task", name, src, "task.name")
+    datasets: dict[str, Any] = {}
+    for src, layer in layers:
+        for ds_name in (layer.get("datasets") or {}).keys():
+            if ds_name not in datasets:
+                datasets[ds_name] = _component_schema("dataset", str(ds_name), src, f"datasets.{ds_name}")
+    schema.datasets = datasets
+    OmegaConf.set_struct(schema, True)
+    return schema
+
+
+def _valid_keys(schema: DictConfig, parent: str) -> list[str]:
+    node = OmegaConf.select(schema, parent) if parent else schema
+    return sorted(str(k) for k in node.keys()) if isinstance(node, DictConfig) else []
+
+
+def _merge_layer(cfg: DictConfig, layer: DictConfig, source: str) -> DictConfig:
+    try:
+        return OmegaConf.merge(cfg, layer)
+    except OmegaConfBaseException as exc:
+        full_key = str(getattr(exc, "full_key", "") or "")
+        parent = full_key.rsplit(".", 1)[0] if "." in full_key else ""
+        kind = type(exc).__name__
+        reason = "unknown key" if "Key" in kind else "invalid value for"
+        msg = f"{source}: {reason} '{full_key}': {exc.msg if hasattr(exc, 'msg') else exc}"
+        if reason == "unknown key":
+            where = f"'{parent}'" if parent else "the top level"
+            msg += f"\n  valid keys under {where}: {_valid_keys(cfg, parent)}"
+        raise ConfigError(msg) from None
+
+
+def _env_layer() -> Optional[DictConfig]:
+    paths = {key: os.environ[var] for key, var in PATH_ENV_VARS.items() if os.environ.get(var)}
+    return OmegaConf.create({"paths": paths}) if paths else None
+
+
+def _check_sections(cfg: DictConfig) -> None:
+    """Instantiate every dataclass section so that ``__post_init__`` checks run and interpolations resolve."""
+    sections = ["paths", "run", "model", "task"] + [f"datasets.{k}" for k in (cfg.datasets or {}).keys()]
+    for section in sections:
+        node = OmegaConf.select(cfg, section)
+        if node is None:
+            continue
+        try:
+            OmegaConf.to_object(node)
+        except (ValueError, TypeError, OmegaConfBaseException) as exc:
+            raise ConfigError(f"config section '{section}': {exc}") from None
+
+
+def load_config(cfg_path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
+    """Read, layer and validate an experiment config. Returns a struct-mode DictConfig."""
+    layers = read_layers(Path(cfg_path))
+    env = _env_layer()
+    if env is not None:
+        layers.append(("environment (PAXION_*_ROOT)", env))
+    if overrides:
+        bad = [o for o in overrides if "=" not in o]
+        if bad:
+            raise ConfigError(f"command line: overrides must look like a.b=c, got {bad}")
+        layers.append(("command line", OmegaConf.from_dotlist(list(overrides))))
+    cfg = build_schema(layers)
+    for source, layer in layers:
+        cfg = _merge_layer(cfg, layer, source)
+    _check_sections(cfg)
+    return cfg
+
+
+def section(cfg: DictConfig, key: str) -> Any:
+    """A config section as its dataclass instance (``section(cfg, "run") -> RunConfig``)."""
+    return OmegaConf.to_object(OmegaConf.select(cfg, key))
+
+
+def save_config(cfg: DictConfig, output_dir: str | Path) -> Path:
+    """Write the fully resolved config next to the run's outputs."""
+    out = Path(output_dir) / "config.yaml"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    return out
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def parse_cli(argv: Optional[Sequence[str]], description: str) -> tuple[str, list[str]]:
+    """``--cfg-path PATH [--options a.b=c ...] [a.b=c ...]`` -> (path, overrides)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--cfg-path", "--config", dest="cfg_path", required=True, help="experiment YAML")
+    parser.add_argument("--options", nargs="+", default=[], help="overrides a.b=c (LAVIS style)")
+    parser.add_argument("overrides", nargs="*", help="overrides a.b=c")
+    args = parser.parse_args(argv)
+    return args.cfg_path, list(args.options) + list(args.overrides)

@@ -1,0 +1,1 @@
+"""Tasks: what to train and how to score it. Each module registers its task(s)."""
