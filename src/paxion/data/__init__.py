@@ -1,1 +1,7 @@
-"""Everything between a video file and a batch. Never imports the model side."""
+"""Everything between a video file and a batch. Never imports the model side.
+
+Importing this package registers the text processors and every dataset builder.
+"""
+
+from paxion.data import text  # noqa: F401  (registers processors)
+from paxion.data.datasets import actionbench, nextqa, retrieval  # noqa: F401  (registers builders)

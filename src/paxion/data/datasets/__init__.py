@@ -1,0 +1,3 @@
+"""One module per dataset family; importing them registers the builders."""
+
+from paxion.data.datasets import actionbench, nextqa, retrieval  # noqa: F401
