@@ -1,0 +1,1 @@
+"""Reusable neural building blocks (no registration: patchers and fusers register themselves)."""

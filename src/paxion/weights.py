@@ -1,0 +1,143 @@
+"""Loading Paxion weights with every key accounted for.
+
+* Official release files (``actionbench_*_patch_and_fuse.pth``, ``*_patch_and_fuse.pth`` downstream):
+  ``torch.save({"model": state_dict, ...})`` with top-level names ``temp``, ``temporal_embedding``,
+  ``vision_perceiver.*`` (older files: ``knowledge_perceiver.*``), ``knowledge_fuser.*``, ``alpha``,
+  ``vision_adaptor.*`` and possibly the frozen ``vl_backbone.*``. :data:`OFFICIAL_PREFIXES` maps them
+  onto our module names; backbone keys are ignored (the backbone is loaded separately) and listed.
+* Our own files: a state dict of the trainable part (``patcher.*``, ``fuser.*``, ``temp``), as
+  ``.safetensors`` or ``.pth`` (optionally under ``["model"]``).
+* Backbone files: the backbone's official checkpoint, or a plain state dict of our backbone module.
+
+A missing patcher key, an unexpected key or a shape mismatch raises :class:`CheckpointError` naming
+the file and the key. A checkpoint without any fuser key (a Knowledge-Patcher checkpoint loaded to
+start Patch & Fuse training) leaves the fuser freshly initialised, which is reported; a checkpoint
+with *some* fuser keys must have all of them.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+
+from paxion.backbones.base import CheckpointError, LoadReport
+
+logger = logging.getLogger(__name__)
+
+# official name prefix -> our name prefix (longest match first); exact names end without "."
+OFFICIAL_PREFIXES: tuple[tuple[str, str], ...] = (
+    ("knowledge_perceiver.", "patcher.vision_perceiver."),
+    ("vision_perceiver.", "patcher.vision_perceiver."),
+    ("vision_adaptor.", "patcher.vision_adaptor."),
+    ("temporal_embedding", "patcher.temporal_embedding"),
+    ("knowledge_fuser.", "fuser."),
+    ("alpha", "fuser.alpha"),
+    ("temp", "temp"),
+)
+BACKBONE_PREFIX = "vl_backbone."
+OWN_PREFIXES = ("patcher.", "fuser.", "temp")
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors of a ``.safetensors`` file, or of a torch file (its ``["model"]`` entry when present)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        obj: Any = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:  # pickled objects beyond tensors/containers, or not a torch file at all
+        raise CheckpointError(f"{path}: cannot read as a tensors-only torch file: {exc}") from exc
+    if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
+        obj = obj["model"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path}: expected a state dict of tensors (or one under 'model')")
+    return obj
+
+
+def _map_official_key(key: str) -> str | None:
+    for old, new in OFFICIAL_PREFIXES:
+        if key == old.rstrip(".") or (old.endswith(".") and key.startswith(old)):
+            return new + key[len(old):] if old.endswith(".") else new
+    return None
+
+
+def to_own_keys(state: dict[str, torch.Tensor], path: str) -> tuple[dict[str, torch.Tensor], list[str], list[str]]:
+    """Official or own layout -> (our keys, ignored backbone keys, notes)."""
+    if any(k.startswith(OWN_PREFIXES) and k != "temp" for k in state):
+        return dict(state), [], ["own key layout"]
+    mapped: dict[str, torch.Tensor] = {}
+    ignored, notes = [], ["official key layout"]
+    for key, value in state.items():
+        if key.startswith(BACKBONE_PREFIX):
+            ignored.append(key)
+            continue
+        new = _map_official_key(key)
+        if new is None:
+            raise CheckpointError(f"{path}: unexpected key '{key}' (not a Paxion patcher/fuser/temp key)")
+        if "knowledge_perceiver" in key:
+            notes.append(f"renamed {key} -> {new}")
+        mapped[new] = value
+    return mapped, ignored, notes
+
+
+def load_trainable_state(
+    model: nn.Module, path: str | Path, derived_keys: Iterable[str] = ()
+) -> LoadReport:
+    """Load the patcher/fuser/temp weights of ``path`` into ``model`` with exact key accounting.
+
+    ``derived_keys`` are ours but never in a checkpoint (e.g. a projection copied from the backbone).
+    """
+    path = str(path)
+    state, ignored, notes = to_own_keys(read_state_dict(path), path)
+    own = {k: v for k, v in model.state_dict().items() if not k.startswith("backbone.")}
+    expected = set(own) - set(derived_keys)
+    unexpected = sorted(set(state) - set(own))
+    if unexpected:
+        raise CheckpointError(f"{path}: unexpected key '{unexpected[0]}' ({len(unexpected)} in all) for this model")
+    missing = sorted(expected - set(state))
+    has_fuser_keys = any(k.startswith("fuser.") for k in state)
+    fresh_fuser = [k for k in missing if k.startswith("fuser.")] if not has_fuser_keys else []
+    hard_missing = [k for k in missing if k not in fresh_fuser]
+    if hard_missing:
+        raise CheckpointError(f"{path}: missing key '{hard_missing[0]}' ({len(hard_missing)} in all)")
+    for key, value in state.items():
+        if value.shape != own[key].shape:
+            raise CheckpointError(f"{path}: key '{key}' has shape {tuple(value.shape)}, model {tuple(own[key].shape)}")
+    result = model.load_state_dict(state, strict=False)
+    assert not result.unexpected_keys, result.unexpected_keys
+    if fresh_fuser:
+        notes.append(f"no fuser in this checkpoint: {len(fresh_fuser)} fuser tensors keep their fresh init")
+    logger.info("loaded %d tensors from %s (%d backbone keys ignored)", len(state), path, len(ignored))
+    return LoadReport(path=path, loaded=sorted(state), missing=fresh_fuser, unexpected=ignored, notes=notes)
+
+
+def load_backbone_weights(backbone: nn.Module, path: str | Path) -> LoadReport:
+    """A plain state dict of ``backbone`` (exact key set) or else the backbone's official checkpoint."""
+    path = Path(path)
+    expected = set(backbone.state_dict())
+    if path.suffix == ".safetensors":
+        state = read_state_dict(path)
+    else:
+        try:
+            state = read_state_dict(path)
+        except Exception:  # official containers may hold non-tensor entries: not a plain state dict
+            state = {}
+        if set(state) != expected:
+            return backbone.load_official_checkpoint(str(path))
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        first = (missing or unexpected)[0]
+        raise CheckpointError(
+            f"{path}: backbone state dict does not match: {len(missing)} missing, {len(unexpected)} unexpected "
+            f"(first: '{first}')"
+        )
+    backbone.load_state_dict(state, strict=True)
+    return LoadReport(path=str(path), loaded=sorted(state), notes=["plain backbone state dict"])
