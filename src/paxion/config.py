@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -246,7 +247,22 @@ def _env_layer() -> Optional[DictConfig]:
     return OmegaConf.create({"paths": paths}) if paths else None
 
 
-def _check_sections(cfg: DictConfig) -> None:
+def _blame(layers: list[tuple[str, DictConfig]], section: str, node: DictConfig, message: str) -> str:
+    """Which layer set the key that a section's ``__post_init__`` complained about (cheap guess).
+
+    The offending key is taken to be a key of the section named in the message, longest name first
+    (``run.precision: ...`` or ``dropout must be ...``).
+    """
+    for key in sorted((str(k) for k in node.keys()), key=len, reverse=True):
+        if re.search(rf"(?<![\w.]){re.escape(key)}(?!\w)|{re.escape(section)}\.{re.escape(key)}\b", message):
+            value, source = _selector(layers, f"{section}.{key}")
+            if value is not None:
+                return f" ('{section}.{key}' set in {source})"
+            return f" ('{section}.{key}' left at its default)"
+    return ""
+
+
+def _check_sections(cfg: DictConfig, layers: list[tuple[str, DictConfig]]) -> None:
     """Instantiate every dataclass section so that ``__post_init__`` checks run and interpolations resolve."""
     sections = ["paths", "run", "model", "task"] + [f"datasets.{k}" for k in (cfg.datasets or {}).keys()]
     for section in sections:
@@ -256,7 +272,8 @@ def _check_sections(cfg: DictConfig) -> None:
         try:
             OmegaConf.to_object(node)
         except (ValueError, TypeError, OmegaConfBaseException) as exc:
-            raise ConfigError(f"config section '{section}': {exc}") from None
+            where = _blame(layers, section, node, str(exc)) if isinstance(node, DictConfig) else ""
+            raise ConfigError(f"config section '{section}'{where}: {exc}") from None
 
 
 def load_config(cfg_path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
@@ -273,7 +290,7 @@ def load_config(cfg_path: str | Path, overrides: Sequence[str] = ()) -> DictConf
     cfg = build_schema(layers)
     for source, layer in layers:
         cfg = _merge_layer(cfg, layer, source)
-    _check_sections(cfg)
+    _check_sections(cfg, layers)
     return cfg
 
 

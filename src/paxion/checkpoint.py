@@ -1,0 +1,141 @@
+"""Checkpoints: atomic writes, safe loading, RNG capture and checked weight loading.
+
+A checkpoint is one ``torch.save`` file holding plain containers and tensors only, so it loads with
+``torch.load(weights_only=True)`` (no arbitrary unpickling)::
+
+    model          name -> tensor; trainable parameters, or every entry when run.save_full_model
+    full_model     bool
+    optimizer, scaler, scheduler   their state_dicts
+    epoch          epoch to continue in
+    iter_in_epoch  iterations of that epoch already done (0 at an epoch boundary)
+    global_step    optimizer updates so far
+    best_metric, best_epoch        selection state
+    rng            one dict per rank: python, numpy, torch, cuda
+    world_size     ranks that wrote the RNG states
+    config         the resolved config as YAML text
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used; the message names the file and the offending keys."""
+
+
+def atomic_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``.
+
+    A crash at any moment leaves either the previous file or the new one, never a torn file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    # the rename itself is durable only once the directory entry is flushed
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"{path}: cannot be loaded safely ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(ckpt, dict) or "model" not in ckpt:
+        raise CheckpointError(f"{path}: not a paxion checkpoint (no 'model' entry)")
+    return ckpt
+
+
+def model_state(model: nn.Module, full: bool) -> dict[str, torch.Tensor]:
+    """Trainable parameters (``requires_grad``), or the whole ``state_dict`` when ``full``; CPU copies."""
+    if full:
+        items = model.state_dict().items()
+    else:
+        items = ((n, p) for n, p in model.named_parameters() if p.requires_grad)
+    return {name: t.detach().to("cpu", copy=True) for name, t in items}
+
+
+def load_model_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load ``state`` into ``model``: unknown keys and missing *trainable* keys are errors.
+
+    Missing frozen entries are expected (they come from the backbone's own weights) and listed at
+    debug level; a shape mismatch is an error naming the key.
+    """
+    own = model.state_dict()
+    unknown = sorted(set(state) - set(own))
+    if unknown:
+        raise CheckpointError(f"{source}: keys not in the model: {unknown[:20]}{' ...' if len(unknown) > 20 else ''}")
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    missing = sorted(trainable - set(state))
+    if missing:
+        raise CheckpointError(f"{source}: trainable parameters missing from the checkpoint: {missing[:20]}")
+    bad_shapes = [f"{k}: {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in state.items() if v.shape != own[k].shape]
+    if bad_shapes:
+        raise CheckpointError(f"{source}: shape mismatch: {bad_shapes[:20]}")
+    model.load_state_dict(state, strict=False)
+    frozen_missing = sorted(set(own) - set(state))
+    if frozen_missing:
+        logger.debug("%s: %d frozen entries kept from the model: %s", source, len(frozen_missing), frozen_missing)
+
+
+def rng_state() -> dict[str, Any]:
+    """This process's RNG states as tensors and plain containers (``weights_only``-loadable)."""
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": (np_name, torch.from_numpy(np_keys.astype(np.int64)), int(np_pos), int(np_has_gauss), float(np_gauss)),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(_as_tuples(state["python"]))
+    name, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuples(obj: Any) -> Any:
+    """``random.setstate`` insists on tuples; be lenient if a container came back as a list."""
+    if isinstance(obj, (list, tuple)):
+        return tuple(_as_tuples(x) for x in obj)
+    return obj
+
+
+def find_latest(output_dir: str | Path) -> Optional[Path]:
+    path = Path(output_dir) / "latest.pth"
+    return path if path.is_file() else None

@@ -1,0 +1,333 @@
+"""The one training and evaluation loop, for any registered task.
+
+The task supplies the model, datasets, ``train_step``, ``eval_step`` and ``compute_metrics``; the
+runner owns devices, precision, distribution, checkpoints, resume and logging. See ``docs/DESIGN.md``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import ConcatDataset, Dataset
+
+from paxion import checkpoint as ckpt_lib
+from paxion import dist
+from paxion.config import RunConfig, save_config, section
+from paxion.logger import MetricLogger, progress
+from paxion.optim import build_optimizer, build_schedule
+from paxion.samplers import build_eval_loader, build_train_loader
+from paxion.tasks.base import BaseTask, Batch
+
+logger = logging.getLogger(__name__)
+
+AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # epoch to continue in
+    iter_in_epoch: int = 0  # iterations of that epoch already done
+    global_step: int = 0  # optimizer updates so far
+    best_metric: Optional[float] = None
+    best_epoch: int = -1
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def log_trainable_parameters(model: nn.Module) -> None:
+    """Names of the trainable parameters, then trainable and total counts in millions (rank 0)."""
+    if not dist.is_main():
+        return
+    trainable = [(n, p.numel()) for n, p in model.named_parameters() if p.requires_grad]
+    for name, _ in trainable:
+        logger.info("trainable: %s", name)
+    total = sum(p.numel() for p in model.parameters())
+    logger.info("trainable parameters: %.3fM of %.3fM", sum(n for _, n in trainable) / 1e6, total / 1e6)
+
+
+class Runner:
+    def __init__(self, cfg: DictConfig, task: BaseTask, device: Optional[torch.device] = None) -> None:
+        self.cfg = cfg
+        self.run: RunConfig = section(cfg, "run")
+        self.task = task
+        self.device = device or dist.init_distributed(self.run.device, self.run.dist_timeout_s)
+        self.output_dir = Path(self.run.output_dir)
+        if dist.is_main():
+            save_config(cfg, self.output_dir)
+        set_seed(self.run.seed)  # the same seed on every rank: identical initial weights everywhere
+        self.model = task.build_model().to(self.device)
+        set_seed(self.run.seed + dist.get_rank())
+        self.amp_dtype = AMP_DTYPES[self.run.precision]
+        self.state = TrainState()
+        self.metrics = MetricLogger(self.output_dir, self.run, cfg, enabled=dist.is_main())
+        self._skipped: list[dict[str, Any]] = []  # this rank's unreported skipped videos
+        self._skipped_total: list[dict[str, Any]] = []  # all ranks, rank 0 only
+
+    # ------------------------------------------------------------------ public entry points
+
+    def train(self) -> dict[str, dict[str, Any]]:
+        """Train for ``run.max_epoch`` epochs (resuming if asked), then score test and valid splits with the best weights."""
+        run = self.run
+        eval_splits = list(dict.fromkeys(run.valid_splits + run.test_splits))
+        datasets = self.task.build_datasets(self.model, list(dict.fromkeys(run.train_splits + eval_splits)))
+        train_set = self._train_dataset(datasets)
+        loader, sampler = build_train_loader(train_set, run, self.task.collate_fn(), self.device)
+        iters = sampler.num_samples // run.batch_size_train
+        if run.max_iters_per_epoch is not None:
+            iters = min(iters, run.max_iters_per_epoch)
+        optimizer = build_optimizer(self.model, run)
+        schedule = build_schedule(optimizer, run, iters)
+        scaler = torch.amp.GradScaler(self.device.type, enabled=run.precision == "fp16")
+        parts = {"optimizer": optimizer, "scheduler": schedule, "scaler": scaler}
+        rng = self._restore(parts)
+        model = self._wrap_ddp()
+        if rng is not None:  # last, so that building everything above cannot shift the streams
+            ckpt_lib.set_rng_state(rng)
+        for epoch in range(self.state.epoch, run.max_epoch):
+            start = self.state.iter_in_epoch
+            sampler.set_epoch(epoch, start * run.batch_size_train)
+            self._train_epoch(model, loader, epoch, start, iters, parts)
+            self._finish_epoch(epoch, datasets, parts)
+        return self._final_evaluation(datasets)
+
+    def evaluate(self, splits: Optional[Sequence[str]] = None, epoch: Any = "eval") -> dict[str, dict[str, Any]]:
+        """Evaluation only: load ``run.load_ckpt_path`` if set, score ``splits`` (default test, then valid)."""
+        if self.run.load_ckpt_path:
+            self.load_weights(self.run.load_ckpt_path)
+        splits = list(splits) if splits is not None else list(dict.fromkeys(self.run.test_splits + self.run.valid_splits))
+        datasets = self.task.build_datasets(self.model, splits)
+        return {split: self._evaluate_and_write(split, datasets[split], epoch) for split in splits}
+
+    def load_weights(self, path: str | Path) -> None:
+        ckpt = ckpt_lib.load_checkpoint(path)
+        ckpt_lib.load_model_weights(self.model, ckpt["model"], source=str(path))
+        logger.info("loaded weights from %s", path)
+
+    def close(self) -> None:
+        self.metrics.close()
+
+    # ------------------------------------------------------------------ training
+
+    def _train_dataset(self, datasets: dict[str, Dataset]) -> Dataset:
+        missing = [s for s in self.run.train_splits if s not in datasets]
+        if missing or not self.run.train_splits:
+            raise ValueError(f"run.train_splits {self.run.train_splits}: task built no dataset for {missing}")
+        parts = [datasets[s] for s in self.run.train_splits]
+        return parts[0] if len(parts) == 1 else ConcatDataset(parts)
+
+    def _wrap_ddp(self) -> nn.Module:
+        if not dist.is_dist():
+            return self.model
+        # DDP registers hooks only on parameters with requires_grad: frozen parts cost no communication
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(self.model, device_ids=ids)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.bfloat16, enabled=self.amp_dtype is not None)
+
+    def _to_device(self, batch: Batch) -> Batch:
+        """Tensors to the device (asynchronously from pinned memory); strings and lists stay as they are."""
+        self._skipped.extend(batch.get("skipped_videos") or [])
+        return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+    def _train_epoch(self, model: nn.Module, loader: Any, epoch: int, start: int, iters: int, parts: dict) -> None:
+        run, optimizer, scaler = self.run, parts["optimizer"], parts["scaler"]
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        model.train()
+        loss_sum = torch.zeros((), device=self.device)
+        window_start, tic = start, time.perf_counter()
+        bar = progress(zip(range(start, iters), loader), iters, f"epoch {epoch}", dist.is_main() and run.progress_bar, start)
+        for it, batch in bar:
+            lr = parts["scheduler"].step(epoch, it)
+            batch = self._to_device(batch)
+            update = (it + 1) % run.accum_grad_iters == 0 or it + 1 == iters
+            no_sync = model.no_sync() if isinstance(model, DistributedDataParallel) and not update else contextlib.nullcontext()
+            with no_sync:
+                with self._autocast():
+                    loss, logs = self.task.train_step(model, batch)
+                scaler.scale(loss / run.accum_grad_iters).backward()
+            loss_sum += loss.detach()
+            if update:
+                if run.grad_clip_norm is not None:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(trainable, run.grad_clip_norm)
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+                self.state.global_step += 1
+                self.state.iter_in_epoch = it + 1
+                if run.save_every_n_steps > 0 and self.state.global_step % run.save_every_n_steps == 0:
+                    self._save("latest.pth", parts)
+            if (it + 1) % run.log_freq == 0 or it + 1 == iters:
+                rate = (it + 1 - window_start) / max(time.perf_counter() - tic, 1e-9)
+                self._log_train(epoch, it, lr, rate, loss_sum / (it + 1 - start), logs, scaler)
+                window_start, tic = it + 1, time.perf_counter()
+
+    def _log_train(self, epoch: int, it: int, lr: float, rate: float, mean_loss: torch.Tensor, logs: dict, scaler: Any) -> None:
+        # the only host sync of the loop, every run.log_freq iterations
+        values = {k: dist.all_reduce_mean(v.detach().float()).item() for k, v in logs.items() if torch.is_tensor(v)}
+        record = {"epoch": epoch, "iter": it + 1, "lr": lr, "it_per_s": rate, "mean_loss": dist.all_reduce_mean(mean_loss).item(), **values}
+        if scaler.is_enabled():
+            record["grad_scale"] = scaler.get_scale()
+        self.metrics.log(record, self.state.global_step, "train")
+        logger.info("train %s", " ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+
+    def _finish_epoch(self, epoch: int, datasets: dict[str, Dataset], parts: dict) -> None:
+        run, state = self.run, self.state
+        state.epoch, state.iter_in_epoch = epoch + 1, 0
+        self._report_skipped(f"train epoch {epoch}")
+        if run.valid_splits:
+            metrics = {s: self._evaluate_split(s, datasets[s], epoch) for s in run.valid_splits}
+            value = self._agg_metric(metrics[run.valid_splits[0]], run.valid_splits[0])
+            better = state.best_metric is None or (value > state.best_metric if run.metric_mode == "max" else value < state.best_metric)
+            if better:
+                state.best_metric, state.best_epoch = value, epoch
+                self._save("best.pth", parts)
+                logger.info("new best %s=%.6g at epoch %d", run.agg_metric, value, epoch)
+        if run.save_after_every_epoch:
+            self._save(f"checkpoint_{epoch}.pth", parts)
+        self._save("latest.pth", parts)
+
+    def _agg_metric(self, metrics: dict[str, Any], split: str) -> float:
+        if self.run.agg_metric not in metrics:
+            raise KeyError(f"run.agg_metric '{self.run.agg_metric}' not among the {split} metrics {sorted(metrics)}")
+        return float(metrics[self.run.agg_metric])
+
+    def _final_evaluation(self, datasets: dict[str, Dataset]) -> dict[str, dict[str, Any]]:
+        best = self.output_dir / "best.pth"
+        epoch: Any = self.state.epoch - 1
+        if self.run.valid_splits and best.is_file():
+            self.load_weights(best)
+            epoch = self.state.best_epoch
+        splits = list(dict.fromkeys(self.run.test_splits + self.run.valid_splits))
+        return {split: self._evaluate_and_write(split, datasets[split], epoch) for split in splits}
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _save(self, name: str, parts: dict) -> None:
+        rng = dist.all_gather_object(ckpt_lib.rng_state())  # every rank's streams: resume is exact per rank
+        if not dist.is_main():
+            return
+        payload = {
+            "format_version": ckpt_lib.FORMAT_VERSION,
+            "model": ckpt_lib.model_state(self.model, self.run.save_full_model),
+            "full_model": self.run.save_full_model,
+            **{key: part.state_dict() for key, part in parts.items()},
+            **asdict(self.state),
+            "rng": rng,
+            "world_size": dist.get_world_size(),
+            "config": OmegaConf.to_yaml(self.cfg, resolve=True),
+        }
+        ckpt_lib.atomic_save(payload, self.output_dir / name)
+        logger.info("saved %s (epoch %d, iter %d, step %d)", name, self.state.epoch, self.state.iter_in_epoch, self.state.global_step)
+
+    def _restore(self, parts: dict) -> Optional[dict]:
+        """Resume (weights, optimizer, scaler, schedule, counters) or load start weights; returns this rank's RNG state."""
+        path = self.run.resume_ckpt_path
+        if path is None and self.run.resume == "auto":
+            path = ckpt_lib.find_latest(self.output_dir)
+            if path is None:
+                logger.info("run.resume=auto: no latest.pth in %s, starting fresh", self.output_dir)
+        if path is None:
+            if self.run.load_ckpt_path:
+                self.load_weights(self.run.load_ckpt_path)
+            return None
+        ckpt = ckpt_lib.load_checkpoint(path)
+        ckpt_lib.load_model_weights(self.model, ckpt["model"], source=str(path))
+        for key, part in parts.items():
+            part.load_state_dict(ckpt[key])
+        self.state = TrainState(**{k: ckpt[k] for k in asdict(self.state)})
+        logger.info("resumed from %s at epoch %d, iter %d, step %d", path, self.state.epoch, self.state.iter_in_epoch, self.state.global_step)
+        if ckpt["world_size"] != dist.get_world_size():
+            logger.warning("checkpoint written by %d ranks, now %d: RNG streams restart from seeds", ckpt["world_size"], dist.get_world_size())
+            set_seed(self.run.seed + dist.get_rank() + self.state.global_step)
+            return None
+        return ckpt["rng"][dist.get_rank()]
+
+    # ------------------------------------------------------------------ evaluation
+
+    @torch.no_grad()
+    def _evaluate_split(self, split: str, dataset: Dataset, epoch: Any) -> dict[str, Any]:
+        """Score every sample of ``split`` exactly once across ranks; every rank returns the same metrics."""
+        loader = build_eval_loader(dataset, self.run, self.task.collate_fn(), self.device)
+        self.model.eval()
+        chunks: list[dict[str, Any]] = []
+        for batch in progress(loader, len(loader), f"eval {split}", dist.is_main() and self.run.progress_bar):
+            with self._autocast():
+                chunks.append(self.task.eval_step(self.model, self._to_device(batch)))
+        local = _concat_outputs(chunks, split)
+        gathered = dist.all_gather_object(local)
+        metrics = None
+        if dist.is_main():
+            outputs = _unique_by_idx([g for g in gathered if g is not None], split)
+            metrics = self.task.compute_metrics(outputs, split, self.output_dir)
+        metrics = dict(dist.broadcast_object(metrics))
+        metrics["skipped_videos"] = self._report_skipped(f"eval {split}")
+        self.metrics.log({"split": split, "epoch": epoch, **metrics}, self.state.global_step, split)
+        logger.info("%s (epoch %s): %s", split, epoch, json.dumps(metrics, default=str))
+        return metrics
+
+    def _evaluate_and_write(self, split: str, dataset: Dataset, epoch: Any) -> dict[str, Any]:
+        metrics = self._evaluate_split(split, dataset, epoch)
+        if dist.is_main():
+            out = self.output_dir / "result" / f"{split}_output.json"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            record = {"task": self.cfg.task.name, **metrics, "epoch": epoch, "split": split}
+            out.write_text(json.dumps(record, indent=2, default=str))
+        return metrics
+
+    def _report_skipped(self, phase: str) -> int:
+        """Gather the unreadable videos met since the last report; warn and rewrite skipped_videos.json."""
+        new = [entry for part in dist.all_gather_object(self._skipped) for entry in part]
+        self._skipped = []
+        if new and dist.is_main():
+            self._skipped_total.extend({**entry, "phase": phase} for entry in new)
+            logger.warning("%s: %d unreadable videos were replaced (see skipped_videos.json)", phase, len(new))
+            (self.output_dir / "skipped_videos.json").write_text(json.dumps(self._skipped_total, indent=2, default=str))
+        return len(new)
+
+
+def _concat_outputs(chunks: list[dict[str, Any]], split: str) -> Optional[dict[str, Any]]:
+    """This rank's eval outputs as CPU tensors (floats as float32) or lists; None for an empty shard."""
+    if not chunks:
+        return None
+    out: dict[str, Any] = {}
+    for key in chunks[0]:
+        values = [c[key] for c in chunks]
+        if torch.is_tensor(values[0]):
+            t = torch.cat(values).cpu()  # (N_rank, ...)
+            out[key] = t.float() if t.is_floating_point() else t
+        else:
+            out[key] = [x for v in values for x in v]
+    if "idx" not in out:
+        raise KeyError(f"eval_step outputs for split '{split}' lack the required 'idx' entry: {sorted(out)}")
+    return out
+
+
+def _unique_by_idx(parts: list[dict[str, Any]], split: str) -> dict[str, Any]:
+    """Merge the ranks' outputs, keep each ``idx`` once and sort by it."""
+    if not parts:
+        raise ValueError(f"split '{split}' produced no evaluation outputs (empty dataset?)")
+    merged = {
+        key: torch.cat([p[key] for p in parts]) if torch.is_tensor(parts[0][key]) else [x for p in parts for x in p[key]]
+        for key in parts[0]
+    }
+    _, first = np.unique(merged["idx"].numpy(), return_index=True)  # sorted unique idx, first occurrence
+    keep = torch.from_numpy(first)
+    return {k: v[keep] if torch.is_tensor(v) else [v[i] for i in first] for k, v in merged.items()}
