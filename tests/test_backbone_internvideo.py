@@ -327,3 +327,24 @@ def test_folded_tokenizer_keeps_eot_as_argmax() -> None:
     assert not torch.equal(ids[0], ids[3])  # different captions stay different after folding
     with pytest.raises(TypeError, match="list of str"):
         tokenizer("a single string")
+
+
+def test_config_rejects_inconsistent_sizes() -> None:
+    with pytest.raises(ValueError, match="extractor_blocks"):
+        InternVideoConfig(**{**TINY_CONFIG.__dict__, "extractor_blocks": (2, 4)})
+    with pytest.raises(ValueError, match="patch_size"):
+        InternVideoConfig(**{**TINY_CONFIG.__dict__, "image_size": 30})
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_full_size_bf16_forward_on_gpu() -> None:
+    with torch.device("cuda"):
+        model = registry.get("backbone", "internvideo_mm_l14")().eval().requires_grad_(False)
+        video = torch.randn(2, 8, 3, 224, 224)
+    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
+        feats = model.encode_frames(video)
+        pooled, tokens = model.aggregate(feats)
+        reversed_pooled, _ = model.aggregate(flip_time(feats))
+    assert pooled.shape == (2, 768) and tokens.shape == (2, 8, 257, 1024)
+    assert torch.isfinite(pooled).all() and torch.isfinite(reversed_pooled).all()

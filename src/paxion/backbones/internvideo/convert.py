@@ -62,11 +62,12 @@ def read_official_state_dict(path: str) -> tuple[dict[str, torch.Tensor], list[s
             discarded.append(key)
             continue
         if not isinstance(value, torch.Tensor) or not value.is_floating_point():
-            raise CheckpointError(f"{path}: key '{key}' is {getattr(value, 'dtype', type(value))}, expected a float tensor")
+            kind = getattr(value, "dtype", type(value).__name__)
+            raise CheckpointError(f"{path}: key '{key}' is {kind}, expected a float tensor")
         tensors[model_key] = value
     if not tensors:
-        raise CheckpointError(f"{path}: no key starts with '{CHECKPOINT_PREFIX}' in '{CONTAINER_KEY}'; first keys: "
-                              f"{list(container[CONTAINER_KEY])[:5]}")
+        first = list(container[CONTAINER_KEY])[:5]
+        raise CheckpointError(f"{path}: no key starts with '{CHECKPOINT_PREFIX}' in '{CONTAINER_KEY}'; first keys: {first}")
     return tensors, sorted(discarded)
 
 
