@@ -87,7 +87,8 @@ def test_registered_and_contract() -> None:
     backbone = registry.get("backbone", "clipvip_tiny")()
     assert isinstance(backbone, VideoTextBackbone)
     assert backbone.frame_order_invariant_frames is False
-    assert (backbone.vision_width, backbone.text_width, backbone.embed_dim, backbone.tokens_per_frame) == (64, 32, 24, P)
+    widths = (backbone.vision_width, backbone.text_width, backbone.embed_dim, backbone.tokens_per_frame)
+    assert widths == (64, 32, 24, P)
     with torch.device("meta"):
         full = registry.get("backbone", "clipvip_b32")()
     assert (full.vision_width, full.text_width, full.embed_dim, full.tokens_per_frame) == (768, 512, 512, 49)
@@ -159,7 +160,7 @@ def test_official_loader_rejects_bad_files(tiny, tmp_path) -> None:
         "extra": (lambda s: s.update({"clipmodel.mlm_head.weight": torch.zeros(2)}), "clipmodel.mlm_head.weight"),
         "shape": (lambda s: s.update({"clipmodel.logit_scale": torch.zeros(1)}), "clipmodel.logit_scale"),
         "prefix": (lambda s: s.update({"module.logit_scale": torch.zeros(())}), "module.logit_scale"),
-        "posids": (lambda s: s.update({POSITION_ID_KEYS[0]: torch.zeros(1, P + 1, dtype=torch.long)}), POSITION_ID_KEYS[0]),
+        "posids": (lambda s: s.update({POSITION_ID_KEYS[0]: torch.zeros(1, P + 1).long()}), POSITION_ID_KEYS[0]),
     }
     for name, (edit, key) in cases.items():
         path = broken(f"{name}.pt", edit)
@@ -383,7 +384,8 @@ def test_text_tower_equals_hf_clip_text_model(tiny) -> None:
     cfg = TINY_CONFIG
     hf_config = CLIPTextConfig(
         vocab_size=cfg.vocab_size, hidden_size=cfg.text_width, intermediate_size=cfg.text_mlp,
-        num_hidden_layers=cfg.text_layers, num_attention_heads=cfg.text_heads, max_position_embeddings=cfg.max_positions,
+        num_hidden_layers=cfg.text_layers, num_attention_heads=cfg.text_heads,
+        max_position_embeddings=cfg.max_positions,
         hidden_act="quick_gelu", bos_token_id=cfg.vocab_size - 2, pad_token_id=cfg.vocab_size - 1,
         eos_token_id=2,  # HF's legacy switch for argmax(input_ids) pooling, which CLIP-ViP uses
     )  # fmt: skip
@@ -407,10 +409,12 @@ def test_single_frame_without_extra_proxies_equals_hf_clip_vision() -> None:
     ours.embeddings.temporal_embedding.zero_()  # plain CLIP has no time; with T=1 the ViP mask is full attention
     hf_config = CLIPVisionConfig(
         hidden_size=cfg.vision_width, intermediate_size=cfg.vision_mlp, num_hidden_layers=cfg.vision_layers,
-        num_attention_heads=cfg.vision_heads, image_size=cfg.image_size, patch_size=cfg.patch_size, hidden_act="quick_gelu",
+        num_attention_heads=cfg.vision_heads, image_size=cfg.image_size, patch_size=cfg.patch_size,
+        hidden_act="quick_gelu",
     )  # fmt: skip
     hf = CLIPVisionModel(hf_config).eval()
-    shared = {k: v for k, v in ours.state_dict().items() if k not in ("embeddings.added_cls", "embeddings.temporal_embedding")}
+    vip_only = ("embeddings.added_cls", "embeddings.temporal_embedding")
+    shared = {k: v for k, v in ours.state_dict().items() if k not in vip_only}
     missing, unexpected = getattr(hf, "vision_model", hf).load_state_dict(shared, strict=False)
     assert unexpected == [] and set(missing) <= {"embeddings.position_ids"}
     video = clip(frames=1)

@@ -55,7 +55,8 @@ def read_official_file(path: str) -> dict[str, Any]:
     except Exception as exc:  # torch raises several types for missing, truncated or foreign files
         raise CheckpointError(f"cannot read CLIP-ViP checkpoint '{path}': {type(exc).__name__}: {exc}") from exc
     if not isinstance(raw, dict) or not raw:
-        raise CheckpointError(f"CLIP-ViP checkpoint '{path}' is not a non-empty flat state dict (got {type(raw).__name__})")
+        kind = type(raw).__name__
+        raise CheckpointError(f"CLIP-ViP checkpoint '{path}' is not a non-empty flat state dict (got {kind})")
     return raw
 
 
@@ -68,7 +69,7 @@ def _check_position_ids(path: str, key: str, value: Any, expected: dict[str, tor
         and torch.equal(value.flatten().long(), torch.arange(length))
     )
     if not ok:
-        raise CheckpointError(f"'{path}': buffer '{key}' is not arange({length}) of shape (1, {length}); the model assumes it is")
+        raise CheckpointError(f"'{path}': buffer '{key}' is not arange({length}) of shape (1, {length}) as assumed")
 
 
 def convert_state_dict(
@@ -80,7 +81,7 @@ def convert_state_dict(
     cast: dict[str, int] = {}
     for key, value in raw.items():
         if not isinstance(key, str) or not key.startswith(OFFICIAL_PREFIX):
-            raise CheckpointError(f"'{path}': key {key!r} does not start with '{OFFICIAL_PREFIX}'; not a CLIP-ViP release file")
+            raise CheckpointError(f"'{path}': key {key!r} lacks the '{OFFICIAL_PREFIX}' prefix of the CLIP-ViP release")
         if key in POSITION_ID_KEYS:
             _check_position_ids(path, key, value, expected)
             report.unexpected.append(key)
@@ -89,9 +90,11 @@ def convert_state_dict(
         if name not in expected:
             raise CheckpointError(f"'{path}': unexpected key '{key}' (not a CLIP-ViP-B/32 parameter)")
         if not isinstance(value, torch.Tensor) or not value.is_floating_point():
-            raise CheckpointError(f"'{path}': key '{key}' holds {type(value).__name__} {getattr(value, 'dtype', '')}, not a float tensor")
+            kind = getattr(value, "dtype", type(value).__name__)
+            raise CheckpointError(f"'{path}': key '{key}' holds {kind}, not a float tensor")
         if value.shape != expected[name]:
-            raise CheckpointError(f"'{path}': key '{key}' has shape {tuple(value.shape)}, the model expects {tuple(expected[name])}")
+            shapes = f"{tuple(value.shape)}, the model expects {tuple(expected[name])}"
+            raise CheckpointError(f"'{path}': key '{key}' has shape {shapes}")
         if value.dtype != torch.float32:
             cast[str(value.dtype)] = cast.get(str(value.dtype), 0) + 1
             value = value.float()
@@ -99,7 +102,8 @@ def convert_state_dict(
     missing = [name for name in expected if name not in state]
     if missing:
         raise CheckpointError(
-            f"'{path}': {len(missing)} parameters missing, first '{model_to_official_key(missing[0])}' (truncated or wrong file?)"
+            f"'{path}': {len(missing)} parameters missing, first '{model_to_official_key(missing[0])}'"
+            " (truncated or wrong file?)"
         )
     report.loaded = list(state)
     for dtype, count in cast.items():
@@ -115,5 +119,6 @@ def load_official_checkpoint(backbone: nn.Module, path: str) -> LoadReport:
     state, report = convert_state_dict(read_official_file(path), expected, path)
     on_meta = any(p.is_meta for p in backbone.parameters())
     backbone.load_state_dict(state, strict=True, assign=on_meta)
-    logger.info("loaded CLIP-ViP checkpoint %s: %d tensors; %s", path, len(report.loaded), "; ".join(report.notes) or "no transforms")
+    notes = "; ".join(report.notes) or "no transforms"
+    logger.info("loaded CLIP-ViP checkpoint %s: %d tensors; %s", path, len(report.loaded), notes)
     return report

@@ -64,7 +64,8 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """x (B, N, D), mask broadcastable to (B, h, N, N): bool (True = attend) or additive."""
-        q, k, v = (rearrange(p(x), "b n (h d) -> b h n d", h=self.heads) for p in (self.q_proj, self.k_proj, self.v_proj))
+        projections = (self.q_proj, self.k_proj, self.v_proj)
+        q, k, v = (rearrange(proj(x), "b n (h d) -> b h n d", h=self.heads) for proj in projections)
         if mask is not None and mask.dtype != torch.bool:
             mask = mask.to(q.dtype)  # SDPA wants an additive mask in the query dtype (bf16 under autocast)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # default scale = 1/sqrt(head_dim)
@@ -125,7 +126,8 @@ class ViPEmbeddings(nn.Module):
         table = self.temporal_embedding
         if num_frames == table.shape[1]:
             return table
-        resampled = F.interpolate(rearrange(table, "1 t d -> 1 d t"), size=num_frames, mode="linear", align_corners=False)
+        channels_first = rearrange(table, "1 t d -> 1 d t")
+        resampled = F.interpolate(channels_first, size=num_frames, mode="linear", align_corners=False)
         return rearrange(resampled, "1 d t -> 1 t d")
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
@@ -141,7 +143,9 @@ class ViPEmbeddings(nn.Module):
         return torch.cat([proxies, rearrange(patches, "b t p d -> b (t p) d")], dim=1)
 
 
-def vip_attention_mask(num_proxies: int, frames: int, patches: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+def vip_attention_mask(
+    num_proxies: int, frames: int, patches: int, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
     """(N, N) additive mask, N = M + T*P: 0 where a query may attend, -inf elsewhere."""
     proxy_frame = torch.full((num_proxies,), -1, device=device)
     patch_frame = repeat(torch.arange(frames, device=device), "t -> (t p)", p=patches)
@@ -158,7 +162,8 @@ class ViPVisionModel(nn.Module):
         self.num_proxies = 1 + cfg.add_cls_num
         self.embeddings = ViPEmbeddings(cfg)
         self.pre_layrnorm = nn.LayerNorm(cfg.vision_width, eps=cfg.layer_norm_eps)  # upstream spelling
-        self.encoder = Encoder(cfg.vision_width, cfg.vision_layers, cfg.vision_heads, cfg.vision_mlp, cfg.layer_norm_eps)
+        width, eps = cfg.vision_width, cfg.layer_norm_eps
+        self.encoder = Encoder(width, cfg.vision_layers, cfg.vision_heads, cfg.vision_mlp, eps)
         self.post_layernorm = nn.LayerNorm(cfg.vision_width, eps=cfg.layer_norm_eps)
         # Built once per (T, device, dtype); a plain dict keeps it out of the state dict.
         self._mask_cache: dict[tuple[int, torch.device, torch.dtype], torch.Tensor] = {}
@@ -173,7 +178,9 @@ class ViPVisionModel(nn.Module):
     def forward(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """video (B, T, 3, H, W) -> (pooled (B, D) after post-LN, last hidden state (B, M + T*P, D))."""
         x = self.pre_layrnorm(self.embeddings(video))
-        mask_dtype = torch.get_autocast_dtype(video.device.type) if torch.is_autocast_enabled(video.device.type) else x.dtype
+        device_type = video.device.type
+        # the mask must match the query dtype, which autocast decides
+        mask_dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else x.dtype
         x = self.encoder(x, self.attention_mask(video.shape[1], video.device, mask_dtype))
         return self.post_layernorm(x[:, 0]), x  # only the first proxy (CLIP's CLS) is pooled
 
@@ -201,7 +208,7 @@ class TextModel(nn.Module):
         """ids, mask (B, L) -> (pooled (B, D) at the EOT = max id, hidden states (B, L, D))."""
         length = input_ids.shape[1]
         if length > self.max_positions:
-            raise ValueError(f"text of {length} tokens exceeds the {self.max_positions} positions of CLIP-ViP's text model")
+            raise ValueError(f"text of {length} tokens exceeds the {self.max_positions} positions of the text model")
         causal = torch.ones(length, length, dtype=torch.bool, device=input_ids.device).tril()
         mask = causal & rearrange(attention_mask.bool(), "b l -> b 1 1 l")  # (B, 1, L, L)
         x = self.final_layer_norm(self.encoder(self.embeddings(input_ids), mask))
