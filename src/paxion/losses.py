@@ -24,13 +24,15 @@ def video_text_contrastive(
     negative_text: Optional[torch.Tensor] = None,
     label_smoothing: float = 0.1,
     gather_with_grad: bool = False,
+    gather: bool = True,
 ) -> torch.Tensor:
     """VTC (+ VAC when ``negative_text`` is given) -> scalar.
 
     video (B, Q, D) | (B, D), text (B, D), negative_text (B, D): antonym captions appended to the
     local texts as extra video->text negatives, so the v2t target stride becomes 2B. Features of all
     processes are gathered; with ``gather_with_grad=False`` (the original) the gathered copies carry no
-    gradient, so under several processes the t2v half trains only ``temp``.
+    gradient, so under several processes the t2v half trains only ``temp``. ``gather=False`` keeps
+    the loss local to this process (evaluation, where ranks may hold different batch counts).
 
         v2t[i, j] = max_q <z_i^q, T_j> / temp over all gathered texts,  target rank * |T_local| + i
         t2v[i, j] = max_q <t_i, Z_j^q> / temp over all gathered videos, target rank * B + i
@@ -38,9 +40,11 @@ def video_text_contrastive(
     """
     batch = video.shape[0]
     local_text = text if negative_text is None else torch.cat([text, negative_text], dim=0)  # (Bt, D)
-    all_text = dist.gather_features(local_text, with_grad=gather_with_grad)  # (W * Bt, D)
-    all_video = dist.gather_features(video, with_grad=gather_with_grad)  # (W * B, Q, D) | (W * B, D)
-    rank = dist.get_rank()
+    all_text, all_video, rank = local_text, video, 0
+    if gather:
+        all_text = dist.gather_features(local_text, with_grad=gather_with_grad)  # (W * Bt, D)
+        all_video = dist.gather_features(video, with_grad=gather_with_grad)  # (W * B, Q, D) | (W * B, D)
+        rank = dist.get_rank()
     arange = torch.arange(batch, device=video.device)
     v2t = similarity(video, all_text) / temp  # (B, W * Bt)
     t2v = similarity(all_video, text).t() / temp  # (B, W * B)

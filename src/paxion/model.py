@@ -241,16 +241,19 @@ class PaxionModel(nn.Module):
 
     # ------------------------------------------------------------------ objectives
 
-    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """Weighted losses of the configured objectives and their sum under ``"loss"``."""
+    def forward(self, batch: Batch, gather: bool = True) -> dict[str, torch.Tensor]:
+        """Weighted losses of the configured objectives and their sum under ``"loss"``.
+
+        ``gather=False`` computes the contrastive loss over this process's batch only (evaluation).
+        """
         if "mcqa" in self.cfg.objectives:
             parts = self._mcqa_losses(batch)
         else:
-            parts = self._contrastive_losses(batch)
+            parts = self._contrastive_losses(batch, gather)
         parts["loss"] = torch.stack(list(parts.values())).sum()
         return parts
 
-    def _contrastive_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+    def _contrastive_losses(self, batch: Batch, gather: bool) -> dict[str, torch.Tensor]:
         cfg, objectives = self.cfg, self.cfg.objectives
         use_atm = "atm" in objectives and self.fuser is None
         use_vac = "vac" in objectives and self.fuser is None
@@ -270,6 +273,7 @@ class PaxionModel(nn.Module):
                 negative_text=text[batch_size:] if use_vac else None,
                 label_smoothing=cfg.label_smoothing,
                 gather_with_grad=cfg.gather_with_grad,
+                gather=gather,
             )
         if use_atm:
             salient = None

@@ -39,6 +39,9 @@ OFFICIAL_PREFIXES: tuple[tuple[str, str], ...] = (
     ("temp", "temp"),
 )
 BACKBONE_PREFIX = "vl_backbone."
+# checkpoint keys a model may lack on purpose: the NExT-QA configs load a KP trained with a temporal
+# embedding into a model without one (the original drops it silently; we report it)
+OPTIONAL_KEYS = ("patcher.temporal_embedding",)
 OWN_PREFIXES = ("patcher.", "fuser.", "temp")
 
 
@@ -72,7 +75,8 @@ def _map_official_key(key: str) -> str | None:
 def to_own_keys(state: dict[str, torch.Tensor], path: str) -> tuple[dict[str, torch.Tensor], list[str], list[str]]:
     """Official or own layout -> (our keys, ignored backbone keys, notes)."""
     if any(k.startswith(OWN_PREFIXES) and k != "temp" for k in state):
-        return dict(state), [], ["own key layout"]
+        ignored = [k for k in state if k.startswith("backbone.")]  # a full-model save of our own
+        return {k: v for k, v in state.items() if not k.startswith("backbone.")}, ignored, ["own key layout"]
     mapped: dict[str, torch.Tensor] = {}
     ignored, notes = [], ["official key layout"]
     for key, value in state.items():
@@ -99,6 +103,11 @@ def load_trainable_state(
     state, ignored, notes = to_own_keys(read_state_dict(path), path)
     own = {k: v for k, v in model.state_dict().items() if not k.startswith("backbone.")}
     expected = set(own) - set(derived_keys)
+    for key in OPTIONAL_KEYS:
+        if key in state and key not in own:
+            del state[key]
+            ignored.append(key)
+            notes.append(f"ignored '{key}': this model has none")
     unexpected = sorted(set(state) - set(own))
     if unexpected:
         raise CheckpointError(f"{path}: unexpected key '{unexpected[0]}' ({len(unexpected)} in all) for this model")

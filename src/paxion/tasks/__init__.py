@@ -1,2 +1,6 @@
 """Tasks: what to train and how to score it. Each module registers its task(s)."""
 from paxion.tasks import toy  # noqa: F401
+from paxion.tasks import actionbench  # noqa: F401
+from paxion.tasks import retrieval  # noqa: F401
+from paxion.tasks import classification  # noqa: F401
+from paxion.tasks import mcqa  # noqa: F401
