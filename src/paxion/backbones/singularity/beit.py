@@ -70,7 +70,9 @@ class BeitSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (N, P, D) -> context (N, P, D)."""
-        q, k, v = (rearrange(proj(x), "n p (h d) -> n h p d", h=self.heads) for proj in (self.query, self.key, self.value))
+        q, k, v = (
+            rearrange(proj(x), "n p (h d) -> n h p d", h=self.heads) for proj in (self.query, self.key, self.value)
+        )
         bias = self.relative_position_bias().to(q.dtype)  # (H, P, P), broadcast over frames
         context = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         return rearrange(context, "n h p d -> n p (h d)")
@@ -103,7 +105,14 @@ class BeitLayer(nn.Module):
     """Pre-LN block: x += dp(lambda_1 * attn(ln x)); x += dp(lambda_2 * mlp(ln x))."""
 
     def __init__(
-        self, width: int, heads: int, mlp_width: int, grid: tuple[int, int], layer_scale: float, drop_path_rate: float, eps: float
+        self,
+        width: int,
+        heads: int,
+        mlp_width: int,
+        grid: tuple[int, int],
+        layer_scale: float,
+        drop_path_rate: float,
+        eps: float,
     ) -> None:
         super().__init__()
         self.attention = BeitAttention(width, heads, grid)

@@ -37,7 +37,9 @@ class BertSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
         """x (B, L, D), mask additive (B, 1, 1, L) or None -> context (B, L, D)."""
-        q, k, v = (rearrange(proj(x), "b l (h d) -> b h l d", h=self.heads) for proj in (self.query, self.key, self.value))
+        q, k, v = (
+            rearrange(proj(x), "b l (h d) -> b h l d", h=self.heads) for proj in (self.query, self.key, self.value)
+        )
         if mask is not None:
             mask = mask.to(q.dtype)  # SDPA wants the float mask in the query dtype (bf16 under autocast)
         context = F.scaled_dot_product_attention(
@@ -112,7 +114,9 @@ class BertEmbeddings(nn.Module):
     the meta device needs nothing re-derived after loading.
     """
 
-    def __init__(self, vocab_size: int, max_positions: int, type_vocab_size: int, width: int, dropout: float, eps: float) -> None:
+    def __init__(
+        self, vocab_size: int, max_positions: int, type_vocab_size: int, width: int, dropout: float, eps: float
+    ) -> None:
         super().__init__()
         self.word_embeddings = nn.Embedding(vocab_size, width, padding_idx=0)
         self.position_embeddings = nn.Embedding(max_positions, width)

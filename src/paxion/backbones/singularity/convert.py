@@ -171,7 +171,9 @@ def convert_official_state_dict(
     return out
 
 
-def _fit(key: str, value: torch.Tensor, target: torch.Tensor, source: str, official_key: str, notes: list[str]) -> torch.Tensor:
+def _fit(
+    key: str, value: torch.Tensor, target: torch.Tensor, source: str, official_key: str, notes: list[str]
+) -> torch.Tensor:
     """Shape-adapt the two tensors the original adapts; any other shape difference is an error."""
     if key.endswith("relative_position_bias_table") and value.ndim == 2 and value.shape[1] == target.shape[1]:
         if value.shape[0] != target.shape[0]:

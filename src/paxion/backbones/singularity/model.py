@@ -118,7 +118,12 @@ class SingularityBackbone(VideoTextBackbone):
         self.vision_layernorm = nn.LayerNorm(cfg.vision_width, eps=cfg.layer_norm_eps)
         self.temporal_embeddings = nn.Parameter(torch.zeros(1, cfg.num_frames, 1, cfg.vision_width))
         self.temporal_vision_encoder = BertEncoder(
-            cfg.temporal_layers, cfg.vision_width, cfg.temporal_heads, cfg.temporal_mlp_width, cfg.dropout, cfg.layer_norm_eps
+            layers=cfg.temporal_layers,
+            width=cfg.vision_width,
+            heads=cfg.temporal_heads,
+            mlp_width=cfg.temporal_mlp_width,
+            dropout=cfg.dropout,
+            eps=cfg.layer_norm_eps,
         )
         self.text_encoder = BertTextEncoder(
             vocab_size=cfg.vocab_size,
@@ -155,7 +160,11 @@ class SingularityBackbone(VideoTextBackbone):
 
     # ------------------------------------------------------------------ video
     def encode_frames(self, video: torch.Tensor) -> FrameFeatures:
-        """video (B, T, 3, H, W) normalised -> {"hidden": (B, T, P, Dv) after vision_layernorm, "pooled": (B, T, Dv)}."""
+        """video (B, T, 3, H, W) normalised -> frame features.
+
+        ``hidden`` (B, T, P, Dv): BEiT last hidden state after ``vision_layernorm``;
+        ``pooled`` (B, T, Dv): BEiT pooler output (mean patch token, pooler LayerNorm).
+        """
         if video.ndim != 5:
             raise ValueError(f"video must be (B, T, C, H, W), got shape {tuple(video.shape)}")
         batch = video.shape[0]
