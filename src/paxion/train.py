@@ -29,13 +29,14 @@ def build_runner(argv: Optional[Sequence[str]], description: str) -> Runner:
     setup_logging(cfg.run.output_dir, dist.get_rank())
     logger.info("config %s with overrides %s; device %s, world size %d", cfg_path, overrides, device, dist.get_world_size())
     task = registry.get("task", cfg.task.name)(cfg)
-    return Runner(cfg, task, device)
+    runner = Runner(cfg, task, device)
+    log_trainable_parameters(runner.model)
+    return runner
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     runner = build_runner(argv, "Train a Paxion model (LAVIS-style config).")
     try:
-        log_trainable_parameters(runner.model)
         return runner.evaluate() if runner.run.evaluate else runner.train()
     finally:
         runner.close()

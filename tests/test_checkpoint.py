@@ -1,0 +1,128 @@
+"""Checkpoints: safe round trip, RNG capture, atomic replacement, checked weight loading."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from paxion import checkpoint as ckpt_lib
+from paxion.checkpoint import CheckpointError, atomic_save, load_checkpoint, load_model_weights, model_state
+
+
+def _model() -> nn.Module:
+    model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    model[0].requires_grad_(False)  # frozen, like a backbone
+    return model
+
+
+def test_round_trip_with_weights_only(tmp_path: Path) -> None:
+    model = _model()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
+    model(torch.randn(2, 3)).sum().backward()
+    opt.step()
+    payload = {"model": model_state(model, full=False), "optimizer": opt.state_dict(), "rng": [ckpt_lib.rng_state()]}
+    atomic_save(payload, tmp_path / "c.pth")
+    loaded = load_checkpoint(tmp_path / "c.pth")  # torch.load(weights_only=True) inside
+    assert sorted(loaded["model"]) == ["1.bias", "1.weight"]  # trainable only
+    assert torch.equal(loaded["model"]["1.weight"], model[1].weight)
+    assert sorted(model_state(model, full=True)) == ["0.bias", "0.weight", "1.bias", "1.weight"]
+    fresh = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
+    fresh.load_state_dict(loaded["optimizer"])
+    assert torch.equal(fresh.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])
+
+
+def test_rng_state_restores_every_stream(tmp_path: Path) -> None:
+    state = ckpt_lib.rng_state()
+    atomic_save({"model": {}, "rng": state}, tmp_path / "r.pth")
+    first = (random.random(), np.random.rand(), torch.rand(3))
+    ckpt_lib.set_rng_state(load_checkpoint(tmp_path / "r.pth")["rng"])
+    again = (random.random(), np.random.rand(), torch.rand(3))
+    assert first[0] == again[0] and first[1] == again[1] and torch.equal(first[2], again[2])
+
+
+def test_failed_save_keeps_previous_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "latest.pth"
+    atomic_save({"model": {"w": torch.ones(3)}}, path)
+
+    def torn_save(obj: object, f: object) -> None:
+        f.write(b"PK\x03\x04 half a checkpoint")  # some bytes reach the disk, then the writer dies
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ckpt_lib.torch, "save", torn_save)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_save({"model": {"w": torch.zeros(3)}}, path)
+    monkeypatch.undo()
+    assert torch.equal(load_checkpoint(path)["model"]["w"], torch.ones(3))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.pth"]  # temp file cleaned up
+
+
+# loads checkpoint.py by path: it needs only torch, and importing the whole package (backbones and
+# their tokenizers) would cost this subprocess seconds
+_KILLED_WRITER = """
+import importlib.util, sys, time, torch
+spec = importlib.util.spec_from_file_location("ckpt_under_test", sys.argv[3])
+checkpoint = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(checkpoint)
+real_save = torch.save
+def slow_save(obj, f):
+    real_save(obj, f)
+    f.flush()
+    f.truncate(f.tell() // 2)  # half of the new checkpoint is on disk ...
+    open(sys.argv[2], "w").close()
+    time.sleep(600)  # ... when the process is killed
+torch.save = slow_save
+checkpoint.atomic_save({"model": {"w": torch.zeros(1000)}}, sys.argv[1])
+"""
+
+
+def test_sigkill_during_save_leaves_previous_checkpoint_loadable(tmp_path: Path) -> None:
+    path, ready = tmp_path / "latest.pth", tmp_path / "ready"
+    atomic_save({"model": {"w": torch.ones(1000)}}, path)
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(_KILLED_WRITER), str(path), str(ready), ckpt_lib.__file__])
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            assert proc.poll() is None, "writer exited before reaching the kill point"
+            assert time.monotonic() < deadline, "writer never reached the kill point"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert any(p.name.startswith(".latest.pth.tmp") for p in tmp_path.iterdir())  # the torn temp file
+    assert torch.equal(load_checkpoint(path)["model"]["w"], torch.ones(1000))
+
+
+def test_load_model_weights_checks_keys_and_shapes() -> None:
+    model = _model()
+    good = model_state(_model(), full=False)
+    load_model_weights(model, good, source="good.pth")
+    assert torch.equal(model[1].weight, good["1.weight"])
+    with pytest.raises(CheckpointError, match=r"bad.pth: keys not in the model: \['extra'\]"):
+        load_model_weights(model, {**good, "extra": torch.ones(1)}, source="bad.pth")
+    with pytest.raises(CheckpointError, match=r"trainable parameters missing .*1.bias"):
+        load_model_weights(model, {"1.weight": good["1.weight"]}, source="bad.pth")
+    with pytest.raises(CheckpointError, match="shape mismatch: .*1.bias"):
+        load_model_weights(model, {**good, "1.bias": torch.ones(5)}, source="bad.pth")
+
+
+def test_unsafe_or_foreign_files_are_refused(tmp_path: Path) -> None:
+    torch.save({"model": {}, "obj": Path("x")}, tmp_path / "pickled.pth")  # arbitrary object: not weights-only
+    with pytest.raises(CheckpointError, match="cannot be loaded safely"):
+        load_checkpoint(tmp_path / "pickled.pth")
+    torch.save({"state_dict": {}}, tmp_path / "foreign.pth")
+    with pytest.raises(CheckpointError, match="no 'model' entry"):
+        load_checkpoint(tmp_path / "foreign.pth")
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pth")
