@@ -42,7 +42,7 @@ BACKBONE_PREFIX = "vl_backbone."
 # checkpoint keys a model may lack on purpose: the NExT-QA configs load a KP trained with a temporal
 # embedding into a model without one (the original drops it silently; we report it)
 OPTIONAL_KEYS = ("patcher.temporal_embedding",)
-OWN_PREFIXES = ("patcher.", "fuser.", "temp")
+OWN_PREFIXES = ("patcher.", "fuser.")  # our layout; "temp" is shared by both layouts
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -74,7 +74,7 @@ def _map_official_key(key: str) -> str | None:
 
 def to_own_keys(state: dict[str, torch.Tensor], path: str) -> tuple[dict[str, torch.Tensor], list[str], list[str]]:
     """Official or own layout -> (our keys, ignored backbone keys, notes)."""
-    if any(k.startswith(OWN_PREFIXES) and k != "temp" for k in state):
+    if any(k.startswith(OWN_PREFIXES) for k in state):
         ignored = [k for k in state if k.startswith("backbone.")]  # a full-model save of our own
         return {k: v for k, v in state.items() if not k.startswith("backbone.")}, ignored, ["own key layout"]
     mapped: dict[str, torch.Tensor] = {}
