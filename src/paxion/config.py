@@ -235,7 +235,8 @@ def _merge_layer(cfg: DictConfig, layer: DictConfig, source: str) -> DictConfig:
         parent = full_key.rsplit(".", 1)[0] if "." in full_key else ""
         kind = type(exc).__name__
         reason = "unknown key" if "Key" in kind else "invalid value for"
-        msg = f"{source}: {reason} '{full_key}': {exc.msg if hasattr(exc, 'msg') else exc}"
+        detail = str(getattr(exc, "msg", exc)).splitlines()[0]  # later lines repeat the key and types
+        msg = f"{source}: {reason} '{full_key}': {detail}"
         if reason == "unknown key":
             where = f"'{parent}'" if parent else "the top level"
             msg += f"\n  valid keys under {where}: {_valid_keys(cfg, parent)}"

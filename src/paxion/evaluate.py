@@ -9,6 +9,8 @@ import sys
 from typing import Any, Optional, Sequence
 
 from paxion import dist
+from paxion.checkpoint import CheckpointError
+from paxion.config import ConfigError
 from paxion.train import build_runner
 
 
@@ -21,5 +23,13 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
         dist.destroy()
 
 
+def cli() -> None:
+    """Command-line entry: user errors (config, checkpoint) end with their message, not a traceback."""
+    try:
+        main(sys.argv[1:])
+    except (ConfigError, CheckpointError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    cli()

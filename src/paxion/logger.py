@@ -32,13 +32,25 @@ class _RankFilter(logging.Filter):
         return True
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of each record (test runners swap it)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:  # StreamHandler.__init__ assigns it; the property wins
+        pass
+
+
 def setup_logging(output_dir: Optional[str | Path], rank: int, level: int = logging.INFO) -> None:
     """Console logging for every rank (INFO on rank 0, WARNING elsewhere) plus ``log.txt`` on rank 0."""
     root = logging.getLogger()
     for handler in [h for h in root.handlers if getattr(h, _OWN_HANDLER, False)]:
         root.removeHandler(handler)
         handler.close()
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    handlers: list[logging.Handler] = [_StderrHandler()]
     if output_dir is not None and rank == 0:
         Path(output_dir).mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(Path(output_dir) / "log.txt"))

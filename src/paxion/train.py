@@ -11,7 +11,8 @@ from typing import Any, Optional, Sequence
 
 import paxion  # noqa: F401  (fills the registry)
 from paxion import dist
-from paxion.config import load_config, parse_cli
+from paxion.checkpoint import CheckpointError
+from paxion.config import ConfigError, load_config, parse_cli
 from paxion.logger import setup_logging
 from paxion.registry import registry
 from paxion.runner import Runner, log_trainable_parameters
@@ -43,5 +44,13 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
         dist.destroy()
 
 
+def cli() -> None:
+    """Command-line entry: user errors (config, checkpoint) end with their message, not a traceback."""
+    try:
+        main(sys.argv[1:])
+    except (ConfigError, CheckpointError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    cli()
