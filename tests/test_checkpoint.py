@@ -89,7 +89,9 @@ checkpoint.atomic_save({"model": {"w": torch.zeros(1000)}}, sys.argv[1])
 def test_sigkill_during_save_leaves_previous_checkpoint_loadable(tmp_path: Path) -> None:
     path, ready = tmp_path / "latest.pth", tmp_path / "ready"
     atomic_save({"model": {"w": torch.ones(1000)}}, path)
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(_KILLED_WRITER), str(path), str(ready), ckpt_lib.__file__])
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(_KILLED_WRITER), str(path), str(ready), ckpt_lib.__file__]
+    )
     try:
         deadline = time.monotonic() + 60
         while not ready.exists():

@@ -29,7 +29,9 @@ def _kill_mid_epoch(out: Path) -> None:
         deadline = time.monotonic() + 180
         while not list(out.glob("stalled.*")):
             if proc.poll() is not None:
-                raise AssertionError(f"training exited (rc {proc.returncode}) before the kill point:\n{proc.stderr.read()}")
+                raise AssertionError(
+                    f"training exited (rc {proc.returncode}) before the kill point:\n{proc.stderr.read()}"
+                )
             assert time.monotonic() < deadline, "training never reached the kill point"
             time.sleep(0.1)
         os.kill(proc.pid, signal.SIGKILL)

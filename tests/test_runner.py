@@ -35,7 +35,14 @@ def test_train_writes_outputs_and_trains_only_trainable(tmp_path: Path) -> None:
     assert torch.equal(runner.model.encoder.weight, frozen)
     assert not torch.equal(runner.model.head[0].weight, head)
     assert set(results) == {"test", "val"}
-    for name in ["config.yaml", "log.txt", "latest.pth", "best.pth", "result/test_output.json", "result/val_output.json"]:
+    for name in [
+        "config.yaml",
+        "log.txt",
+        "latest.pth",
+        "best.pth",
+        "result/test_output.json",
+        "result/val_output.json",
+    ]:
         assert (tmp_path / name).is_file(), name
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
     assert "trainable: head.0.weight" in (tmp_path / "log.txt").read_text()

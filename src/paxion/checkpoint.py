@@ -98,7 +98,9 @@ def load_model_weights(model: nn.Module, state: dict[str, torch.Tensor], source:
     missing = sorted(trainable - set(state))
     if missing:
         raise CheckpointError(f"{source}: trainable parameters missing from the checkpoint: {missing[:20]}")
-    bad_shapes = [f"{k}: {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in state.items() if v.shape != own[k].shape]
+    bad_shapes = [
+        f"{k}: {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in state.items() if v.shape != own[k].shape
+    ]
     if bad_shapes:
         raise CheckpointError(f"{source}: shape mismatch: {bad_shapes[:20]}")
     model.load_state_dict(state, strict=False)

@@ -111,6 +111,7 @@ class RunConfig:
     progress_bar: bool = True
     wandb: WandbConfig = field(default_factory=WandbConfig)
     dist_timeout_s: int = 1800
+    ddp_find_unused_parameters: bool = False  # only for models whose trainable parts may sit out a step
 
     def __post_init__(self) -> None:
         _check_choice("run.precision", self.precision, PRECISIONS)

@@ -28,7 +28,7 @@ def param_groups(model: nn.Module, weight_decay: float, no_decay_bias_and_norm: 
     group without weight decay.
     """
     decay, no_decay = [], []
-    for name, param in model.named_parameters():
+    for param in model.parameters():
         if not param.requires_grad:
             continue
         (no_decay if no_decay_bias_and_norm and param.ndim < 2 else decay).append(param)

@@ -82,7 +82,7 @@ class Runner:
     # ------------------------------------------------------------------ public entry points
 
     def train(self) -> dict[str, dict[str, Any]]:
-        """Train for ``run.max_epoch`` epochs (resuming if asked), then score test and valid splits with the best weights."""
+        """Train ``run.max_epoch`` epochs (resuming if asked), then score test and valid splits with best weights."""
         run = self.run
         eval_splits = list(dict.fromkeys(run.valid_splits + run.test_splits))
         datasets = self.task.build_datasets(self.model, list(dict.fromkeys(run.train_splits + eval_splits)))
@@ -110,7 +110,9 @@ class Runner:
         """Evaluation only: load ``run.load_ckpt_path`` if set, score ``splits`` (default test, then valid)."""
         if self.run.load_ckpt_path:
             self.load_weights(self.run.load_ckpt_path)
-        splits = list(splits) if splits is not None else list(dict.fromkeys(self.run.test_splits + self.run.valid_splits))
+        splits = (
+            list(splits) if splits is not None else list(dict.fromkeys(self.run.test_splits + self.run.valid_splits))
+        )
         datasets = self.task.build_datasets(self.model, splits)
         return {split: self._evaluate_and_write(split, datasets[split], epoch) for split in splits}
 
@@ -136,10 +138,17 @@ class Runner:
             return self.model
         # DDP registers hooks only on parameters with requires_grad: frozen parts cost no communication
         ids = [self.device.index] if self.device.type == "cuda" else None
-        return DistributedDataParallel(self.model, device_ids=ids)
+        return DistributedDataParallel(
+            self.model,
+            device_ids=ids,
+            find_unused_parameters=self.run.ddp_find_unused_parameters,
+            gradient_as_bucket_view=True,  # grads alias the buckets: one copy less per step
+        )
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.bfloat16, enabled=self.amp_dtype is not None)
+        return torch.autocast(
+            self.device.type, dtype=self.amp_dtype or torch.bfloat16, enabled=self.amp_dtype is not None
+        )
 
     def _to_device(self, batch: Batch) -> Batch:
         """Tensors to the device (asynchronously from pinned memory); strings and lists stay as they are."""
@@ -152,12 +161,18 @@ class Runner:
         model.train()
         loss_sum = torch.zeros((), device=self.device)
         window_start, tic = start, time.perf_counter()
-        bar = progress(zip(range(start, iters), loader), iters, f"epoch {epoch}", dist.is_main() and run.progress_bar, start)
+        bar = progress(
+            zip(range(start, iters), loader), iters, f"epoch {epoch}", dist.is_main() and run.progress_bar, start
+        )
         for it, batch in bar:
             lr = parts["scheduler"].step(epoch, it)
             batch = self._to_device(batch)
             update = (it + 1) % run.accum_grad_iters == 0 or it + 1 == iters
-            no_sync = model.no_sync() if isinstance(model, DistributedDataParallel) and not update else contextlib.nullcontext()
+            no_sync = (
+                model.no_sync()
+                if isinstance(model, DistributedDataParallel) and not update
+                else contextlib.nullcontext()
+            )
             with no_sync:
                 with self._autocast():
                     loss, logs = self.task.train_step(model, batch)
@@ -179,14 +194,25 @@ class Runner:
                 self._log_train(epoch, it, lr, rate, loss_sum / (it + 1 - start), logs, scaler)
                 window_start, tic = it + 1, time.perf_counter()
 
-    def _log_train(self, epoch: int, it: int, lr: float, rate: float, mean_loss: torch.Tensor, logs: dict, scaler: Any) -> None:
+    def _log_train(
+        self, epoch: int, it: int, lr: float, rate: float, mean_loss: torch.Tensor, logs: dict, scaler: Any
+    ) -> None:
         # the only host sync of the loop, every run.log_freq iterations
         values = {k: dist.all_reduce_mean(v.detach().float()).item() for k, v in logs.items() if torch.is_tensor(v)}
-        record = {"epoch": epoch, "iter": it + 1, "lr": lr, "it_per_s": rate, "mean_loss": dist.all_reduce_mean(mean_loss).item(), **values}
+        record = {
+            "epoch": epoch,
+            "iter": it + 1,
+            "lr": lr,
+            "it_per_s": rate,
+            "mean_loss": dist.all_reduce_mean(mean_loss).item(),
+            **values,
+        }
         if scaler.is_enabled():
             record["grad_scale"] = scaler.get_scale()
         self.metrics.log(record, self.state.global_step, "train")
-        logger.info("train %s", " ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+        logger.info(
+            "train %s", " ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())
+        )
 
     def _finish_epoch(self, epoch: int, datasets: dict[str, Dataset], parts: dict) -> None:
         run, state = self.run, self.state
@@ -195,7 +221,9 @@ class Runner:
         if run.valid_splits:
             metrics = {s: self._evaluate_split(s, datasets[s], epoch) for s in run.valid_splits}
             value = self._agg_metric(metrics[run.valid_splits[0]], run.valid_splits[0])
-            better = state.best_metric is None or (value > state.best_metric if run.metric_mode == "max" else value < state.best_metric)
+            better = state.best_metric is None or (
+                value > state.best_metric if run.metric_mode == "max" else value < state.best_metric
+            )
             if better:
                 state.best_metric, state.best_epoch = value, epoch
                 self._save("best.pth", parts)
@@ -235,10 +263,19 @@ class Runner:
             "config": OmegaConf.to_yaml(self.cfg, resolve=True),
         }
         ckpt_lib.atomic_save(payload, self.output_dir / name)
-        logger.info("saved %s (epoch %d, iter %d, step %d)", name, self.state.epoch, self.state.iter_in_epoch, self.state.global_step)
+        logger.info(
+            "saved %s (epoch %d, iter %d, step %d)",
+            name,
+            self.state.epoch,
+            self.state.iter_in_epoch,
+            self.state.global_step,
+        )
 
     def _restore(self, parts: dict) -> Optional[dict]:
-        """Resume (weights, optimizer, scaler, schedule, counters) or load start weights; returns this rank's RNG state."""
+        """Resume (weights, optimizer, scaler, schedule, counters) or load start weights.
+
+        Returns this rank's saved RNG state, to be set once everything is built.
+        """
         path = self.run.resume_ckpt_path
         if path is None and self.run.resume == "auto":
             path = ckpt_lib.find_latest(self.output_dir)
@@ -253,9 +290,19 @@ class Runner:
         for key, part in parts.items():
             part.load_state_dict(ckpt[key])
         self.state = TrainState(**{k: ckpt[k] for k in asdict(self.state)})
-        logger.info("resumed from %s at epoch %d, iter %d, step %d", path, self.state.epoch, self.state.iter_in_epoch, self.state.global_step)
+        logger.info(
+            "resumed from %s at epoch %d, iter %d, step %d",
+            path,
+            self.state.epoch,
+            self.state.iter_in_epoch,
+            self.state.global_step,
+        )
         if ckpt["world_size"] != dist.get_world_size():
-            logger.warning("checkpoint written by %d ranks, now %d: RNG streams restart from seeds", ckpt["world_size"], dist.get_world_size())
+            logger.warning(
+                "checkpoint written by %d ranks, now %d: RNG streams restart from seeds",
+                ckpt["world_size"],
+                dist.get_world_size(),
+            )
             set_seed(self.run.seed + dist.get_rank() + self.state.global_step)
             return None
         return ckpt["rng"][dist.get_rank()]
@@ -325,7 +372,9 @@ def _unique_by_idx(parts: list[dict[str, Any]], split: str) -> dict[str, Any]:
     if not parts:
         raise ValueError(f"split '{split}' produced no evaluation outputs (empty dataset?)")
     merged = {
-        key: torch.cat([p[key] for p in parts]) if torch.is_tensor(parts[0][key]) else [x for p in parts for x in p[key]]
+        key: torch.cat([p[key] for p in parts])
+        if torch.is_tensor(parts[0][key])
+        else [x for p in parts for x in p[key]]
         for key in parts[0]
     }
     _, first = np.unique(merged["idx"].numpy(), return_index=True)  # sorted unique idx, first occurrence

@@ -28,7 +28,9 @@ def build_runner(argv: Optional[Sequence[str]], description: str) -> Runner:
         raise SystemExit(f"{cfg_path}: no 'task:' section (need task.name, one of {registry.names('task')})")
     device = dist.init_distributed(cfg.run.device, cfg.run.dist_timeout_s)
     setup_logging(cfg.run.output_dir, dist.get_rank())
-    logger.info("config %s with overrides %s; device %s, world size %d", cfg_path, overrides, device, dist.get_world_size())
+    logger.info(
+        "config %s with overrides %s; device %s, world size %d", cfg_path, overrides, device, dist.get_world_size()
+    )
     task = registry.get("task", cfg.task.name)(cfg)
     runner = Runner(cfg, task, device)
     log_trainable_parameters(runner.model)

@@ -48,7 +48,9 @@ class ToyRegressor(nn.Module):
         super().__init__()
         self.encoder = nn.Linear(cfg.in_dim, cfg.feat_dim)  # stands in for a frozen backbone
         self.encoder.requires_grad_(False)
-        self.head = nn.Sequential(nn.Linear(cfg.feat_dim, cfg.hidden), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden, 1))
+        self.head = nn.Sequential(
+            nn.Linear(cfg.feat_dim, cfg.hidden), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden, 1)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():  # frozen: no graph kept for it
@@ -98,7 +100,9 @@ class ToyRegressionDataset(Dataset):
             y = y + self.cfg.noise_std * torch.randn((), generator=torch.Generator().manual_seed(seed))
         sample = {"x": self.x[index], "y": y, "idx": index, "text": f"sample {index}"}
         if self.cfg.fake_skip_every > 0 and index % self.cfg.fake_skip_every == 0:
-            sample["skipped_videos"] = [{"path": f"toy/{index}.mp4", "error": "fake", "replaced_by": f"toy/{index + 1}.mp4"}]
+            sample["skipped_videos"] = [
+                {"path": f"toy/{index}.mp4", "error": "fake", "replaced_by": f"toy/{index + 1}.mp4"}
+            ]
         return sample
 
 
@@ -117,9 +121,9 @@ class ToyTask(BaseTask):
     @dataclass
     class Config(TaskConfig):
         name: str = "toy"
-        # test hook for kill/resume tests: at this training iteration (counted per process) the run writes "<output_dir>/stalled"
-        # and sleeps, so a test can SIGKILL it at a known point; -1 disables
-        stall_at_step: int = -1
+        # test hook for kill/resume tests: at this training iteration (counted per process) the run
+        # writes "<output_dir>/stalled.<pid>" and sleeps, so a test can SIGKILL it at a known point
+        stall_at_step: int = -1  # -1: never
 
     def __init__(self, cfg: Any) -> None:
         super().__init__(cfg)
