@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import runpy
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -95,7 +96,7 @@ def test_skipped_videos_are_counted_and_written(tmp_path: Path) -> None:
 
 
 def test_worker_processes_do_not_change_the_result(tmp_path: Path, toy_baseline: Path) -> None:
-    main(toy_argv(tmp_path, num_workers=2, persistent_workers=True))
+    main(toy_argv(tmp_path, num_workers=2, persistent_workers=True, progress_bar=True))
     ours, base = _params(tmp_path / "latest.pth"), _params(toy_baseline / "latest.pth")
     assert all(torch.equal(ours[k], base[k]) for k in base)
 
@@ -116,3 +117,27 @@ def test_thin_script_runs_from_any_directory(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setattr(sys, "argv", ["train.py", *toy_argv(tmp_path / "out", max_epoch=1, evaluate=True)])
     runpy.run_path(str(REPO / "src" / "train.py"), run_name="__main__")
     assert json.loads((tmp_path / "out" / "result" / "val_output.json").read_text())["num_samples"] == 7
+
+
+def test_wandb_runs_offline_without_a_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: dict[str, list] = {"init": [], "log": [], "finish": []}
+    fake = types.SimpleNamespace(
+        init=lambda **kw: calls["init"].append(kw) or fake,
+        log=lambda data, step: calls["log"].append((step, data)),
+        finish=lambda: calls["finish"].append(True),
+    )
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    main(toy_argv(tmp_path, "run.wandb.enable=true", max_epoch=1))
+    assert calls["init"][0]["mode"] == "offline" and calls["init"][0]["dir"] == str(tmp_path)
+    assert calls["init"][0]["config"]["run"]["max_epoch"] == 1
+    assert any("val/mse" in data for _, data in calls["log"])
+    assert calls["finish"] == [True]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_cuda_mixed_precision(tmp_path: Path, precision: str) -> None:
+    results = main(toy_argv(tmp_path, precision=precision, device="cuda", pin_memory=True, max_epoch=1))
+    assert torch.isfinite(torch.tensor(results["val"]["mse"]))
+    assert load_checkpoint(tmp_path / "latest.pth")["global_step"] == 6

@@ -78,6 +78,7 @@ class Runner:
         self.metrics = MetricLogger(self.output_dir, self.run, cfg, enabled=dist.is_main())
         self._skipped: list[dict[str, Any]] = []  # this rank's unreported skipped videos
         self._skipped_total: list[dict[str, Any]] = []  # all ranks, rank 0 only
+        self._eval_loaders: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ public entry points
 
@@ -312,7 +313,12 @@ class Runner:
     @torch.no_grad()
     def _evaluate_split(self, split: str, dataset: Dataset, epoch: Any) -> dict[str, Any]:
         """Score every sample of ``split`` exactly once across ranks; every rank returns the same metrics."""
-        loader = build_eval_loader(dataset, self.run, self.task.collate_fn(), self.device)
+        cached = self._eval_loaders.get(split)
+        if cached is None or cached.dataset is not dataset:  # reuse: persistent workers survive across epochs
+            cached = self._eval_loaders[split] = build_eval_loader(
+                dataset, self.run, self.task.collate_fn(), self.device
+            )
+        loader = cached
         self.model.eval()
         chunks: list[dict[str, Any]] = []
         for batch in progress(loader, len(loader), f"eval {split}", dist.is_main() and self.run.progress_bar):
