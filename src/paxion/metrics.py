@@ -64,7 +64,9 @@ def recall_metrics(ranks: torch.Tensor, prefix: str, ks: Sequence[int] = (1, 5, 
     return out
 
 
-def per_group_accuracy(pred: torch.Tensor, target: torch.Tensor, group: torch.Tensor, names: Sequence[str]) -> dict[str, float]:
+def per_group_accuracy(
+    pred: torch.Tensor, target: torch.Tensor, group: torch.Tensor, names: Sequence[str]
+) -> dict[str, float]:
     """Accuracy within each group id present (``names[g]`` labels group ``g``)."""
     out = {}
     for g in torch.unique(group).tolist():

@@ -197,7 +197,9 @@ class PaxionModel(nn.Module):
             reversed_feats = self.backbone.encode_frames(video.flip(1))
         return {k: torch.cat([feats[k], reversed_feats[k]], dim=0) for k in feats}
 
-    def encode_video(self, video: torch.Tensor, *, with_reversed: bool = False, use_patcher: bool = True) -> VideoEncoding:
+    def encode_video(
+        self, video: torch.Tensor, *, with_reversed: bool = False, use_patcher: bool = True
+    ) -> VideoEncoding:
         """uint8 (B, T, C, H, W) -> :class:`VideoEncoding` of 1 or 2 views (clip, reversed clip)."""
         views = 2 if with_reversed else 1
         with torch.no_grad():

@@ -67,7 +67,9 @@ class PaxionTask(BaseTask):
         builder = registry.get("dataset", name)(section(self.cfg, f"datasets.{name}"))
         train_splits = set(self.cfg.run.train_splits) if not self.cfg.run.evaluate else set()
         built = {
-            split: builder.build(split, num_frames=pre.num_frames, image_size=pre.image_size, training=split in train_splits)
+            split: builder.build(
+                split, num_frames=pre.num_frames, image_size=pre.image_size, training=split in train_splits
+            )
             for split in splits
         }
         self.datasets.update(built)

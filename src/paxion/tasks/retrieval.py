@@ -78,12 +78,15 @@ class RetrievalTask(PaxionTask):
             return model.logits(v, t, mod).float()  # (Nv, Nt)
 
         def rows(start: int, stop: int) -> torch.Tensor:
+            side = None
             if direction == "v2t":
                 main = logits(video[start:stop], text, module)
-                side = logits(backbone_video[start:stop], backbone_text, "backbone") if backbone_video is not None else None
+                if backbone_video is not None:
+                    side = logits(backbone_video[start:stop], backbone_text, "backbone")
             else:
                 main = logits(video, text[start:stop], module).t()
-                side = logits(backbone_video, backbone_text[start:stop], "backbone").t() if backbone_video is not None else None
+                if backbone_video is not None:
+                    side = logits(backbone_video, backbone_text[start:stop], "backbone").t()
             return combine_scores(main, side, method, model.cfg.two_step_top_k)
 
         return rows
@@ -108,7 +111,8 @@ class RetrievalTask(PaxionTask):
 
         with_video = torch.unique(text_idx)  # captions without any video have no t2v ground truth
         if with_video.numel() != num_texts:
-            logger.warning("%d of %d captions have no video; they are left out of t2v", num_texts - with_video.numel(), num_texts)
+            logger.warning("%d of %d captions have no video; they are left out of t2v",
+                           num_texts - with_video.numel(), num_texts)
         ranks = chunked_ranks(rows_fn, lambda s, e: _gt_or_self(gt_t2v(s, e)), num_texts, chunk)
         return ranks[with_video.cpu()]
 
