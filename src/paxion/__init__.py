@@ -4,7 +4,7 @@ Importing the package registers every component (explicit imports, no ``import *
 """
 
 from paxion import backbones, data  # noqa: F401  (registration side effects)
-from paxion import fuser, model, patcher  # noqa: F401  (registration side effects)
+from paxion import fuser, model, optim, patcher  # noqa: F401  (registration side effects)
 from paxion import tasks  # noqa: F401  (registration side effects)
 from paxion.registry import registry  # noqa: F401
 

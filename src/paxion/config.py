@@ -292,8 +292,17 @@ def load_config(cfg_path: str | Path, overrides: Sequence[str] = ()) -> DictConf
     cfg = build_schema(layers)
     for source, layer in layers:
         cfg = _merge_layer(cfg, layer, source)
+    _expand_user_paths(cfg)
     _check_sections(cfg, layers)
     return cfg
+
+
+def _expand_user_paths(cfg: DictConfig) -> None:
+    """``~/...`` roots become absolute, so every path interpolated from them works with open()."""
+    for key in PATH_ENV_VARS:
+        value = OmegaConf.select(cfg, f"paths.{key}")
+        if isinstance(value, str) and value.startswith("~"):
+            cfg.paths[key] = os.path.expanduser(value)
 
 
 def section(cfg: DictConfig, key: str) -> Any:

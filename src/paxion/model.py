@@ -139,11 +139,14 @@ class PaxionModel(nn.Module):
 
     def _init_projection_from_backbone(self) -> list[str]:
         """The KP-Transformer baseline projects with the backbone's frozen visual projection."""
-        getter = getattr(self.backbone, "visual_projection_weight", None)
-        if not isinstance(self.patcher, TransformerPatcher) or getter is None:
+        if not isinstance(self.patcher, TransformerPatcher):
+            return []
+        try:
+            weight = self.backbone.visual_projection_weight()  # (E, Dv)
+        except NotImplementedError:  # a backbone without one keeps a trainable projection
             return []
         with torch.no_grad():
-            self.patcher.proj.weight.copy_(getter())  # (E, Dv)
+            self.patcher.proj.weight.copy_(weight)
         return ["patcher.proj.weight"]
 
     def freeze(self) -> None:

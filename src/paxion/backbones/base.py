@@ -88,6 +88,13 @@ class VideoTextBackbone(nn.Module):
         """Scalar multiplier for zero-shot cosine similarities (e.g. ``exp(logit_scale)``)."""
         raise NotImplementedError
 
+    def visual_projection_weight(self) -> torch.Tensor:
+        """(E, D_v) weight of the backbone's own token-to-joint-space projection.
+
+        The KP-Transformer baseline projects its pooled tokens with it, frozen, as the original does.
+        """
+        raise NotImplementedError
+
     def load_official_checkpoint(self, path: str) -> "LoadReport":
         """Load the official release file unchanged; assert the exact missing/unexpected key sets."""
         raise NotImplementedError

@@ -271,5 +271,8 @@ class CLIPViPBackbone(VideoTextBackbone):
     def logit_scale(self) -> torch.Tensor:
         return self.clipmodel.logit_scale.exp()
 
+    def visual_projection_weight(self) -> torch.Tensor:
+        return self.clipmodel.visual_projection.weight  # (E, Dv)
+
     def load_official_checkpoint(self, path: str) -> LoadReport:
         return load_official_checkpoint(self, path)

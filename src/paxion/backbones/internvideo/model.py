@@ -281,6 +281,9 @@ class InternVideo(VideoTextBackbone):
     def logit_scale(self) -> torch.Tensor:
         return self.logit_scale_param.exp()
 
+    def visual_projection_weight(self) -> torch.Tensor:
+        return self.visual_proj.t()  # stored (Dv, E) for x @ W
+
     def load_official_checkpoint(self, path: str) -> LoadReport:
         """Load ``InternVideo-MM-L-14.ckpt`` as released (see ``convert.py``); returns the model in eval mode."""
         return load_official_checkpoint(self, path)

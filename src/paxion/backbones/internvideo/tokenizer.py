@@ -13,12 +13,15 @@ the argmax the text tower pools at) and every other BPE id ``i`` maps to ``1 + i
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import torch
 from einops import repeat
-from open_clip.tokenizer import SimpleTokenizer
 
 from paxion.backbones.base import TextInput
+
+if TYPE_CHECKING:
+    from open_clip.tokenizer import SimpleTokenizer
 
 CLIP_VOCAB_SIZE = 49408
 MIN_FOLDED_VOCAB = 8
@@ -26,7 +29,10 @@ MIN_FOLDED_VOCAB = 8
 
 @lru_cache(maxsize=None)
 def _bpe(context_length: int) -> SimpleTokenizer:
-    # building the merge table takes ~0.5 s, so every model of the same context length shares one
+    # building the merge table takes ~0.5 s, so every model of the same context length shares one;
+    # open_clip itself is imported here because importing it costs seconds at `import paxion`
+    from open_clip.tokenizer import SimpleTokenizer
+
     return SimpleTokenizer(context_length=context_length)
 
 

@@ -215,5 +215,9 @@ class SingularityBackbone(VideoTextBackbone):
     def logit_scale(self) -> torch.Tensor:
         return 1.0 / self.temp
 
+    def visual_projection_weight(self) -> torch.Tensor:
+        # the bias of vision_proj is not carried over: the baseline's projection is bias-free
+        return self.vision_proj.weight  # (E, Dv)
+
     def load_official_checkpoint(self, path: str) -> LoadReport:
         return load_official_checkpoint(self, path)
