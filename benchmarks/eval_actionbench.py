@@ -18,15 +18,15 @@ import torch
 from common import (
     GIB,
     PeakMemory,
-    Report,
     add_common_args,
-    add_reference_rows,
     backbone_flops,
     build_task,
     count_flops,
     make_bench,
     pick_reference,
+    print_report,
     reference_rate,
+    reference_rows,
     synthetic_batch,
     time_call,
 )
@@ -39,8 +39,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--config", default=DEFAULT_CONFIG, help="an ActionBench eval config")
     parser.add_argument("--backbone", default=None, help="override model.backbone (e.g. internvideo_tiny)")
     parser.add_argument("--eval-module", default=None, help="override task.eval_module (backbone | patcher)")
-    parser.add_argument("--unique-captions", type=int, default=None,
-                        help="distinct captions in the synthetic set (default: all distinct)")
     parser.add_argument("overrides", nargs="*", help="further config overrides a.b=c")
     add_common_args(parser)
     return parser.parse_args()
@@ -62,7 +60,7 @@ def main() -> None:
     bench = make_bench(args.device, args.precision)
     task, model = build_task(args.config, config_overrides(args))
     model.to(bench.device).eval()
-    batches = [synthetic_batch(model, args.batch_size, seed, bench.device, args.unique_captions) for seed in range(2)]
+    batches = [synthetic_batch(model, args.batch_size, seed, bench.device) for seed in range(2)]
     calls = {"n": 0}
 
     def step() -> dict:
@@ -74,28 +72,31 @@ def main() -> None:
     executed = count_flops(step, no_grad_model=model)  # one untimed call, the step exactly as timed
     with PeakMemory(bench) as memory:
         timing = time_call(step, bench, args.warmup, args.iters)
-    clips_per_s = args.batch_size / timing.median
+    clips_per_s = args.batch_size / timing.headline
     name = model.cfg.backbone
     flops = backbone_flops(name, model.backbone.preprocess.num_frames)
     ref_kind = pick_reference(args.reference, bench)
     reference = reference_rate(ref_kind, bench, args.batch_size, args.warmup, args.iters) if ref_kind else None
 
     pre = model.backbone.preprocess
-    report = Report(f"ActionBench eval (AA + VR + OS) | {name} | eval_module {task.task_cfg.eval_module} | "
-                    f"{bench.describe()}")
-    report.add("batch", f"{args.batch_size} x {pre.num_frames} frames x {pre.image_size}px, 3 captions per clip")
-    report.add("reversal", "frame features reused (one frame-encoder pass per clip)" if flops.reuse and
-               model.cfg.reuse_frame_features else "re-encoded (second full backbone pass)")
-    report.add("throughput", f"{clips_per_s:.2f} clips/s | {timing.median * 1e3:.1f} ms/batch")
-    report.add("timing", timing.describe(args.warmup))
-    report.add("peak memory", f"{memory.bytes / GIB:.3f} GiB ({memory.kind})")
-    report.add("backbone video FLOPs", f"{flops.video / 1e9:.3f} GFLOP/clip (frames {flops.frames / 1e9:.3f} + "
-               f"aggregate {flops.aggregate / 1e9:.3f}); text {flops.text / 1e9:.3f} GFLOP/caption")
-    report.add("achieved (backbone)", f"{flops.video * clips_per_s / 1e12:.4g} TFLOP/s")
-    report.add("executed FLOPs", f"{executed / args.batch_size / 1e9:.3f} GFLOP/clip -> "
-               f"{executed / timing.median / 1e12:.4g} TFLOP/s (whole step, counted)")
-    add_reference_rows(report, clips_per_s, reference)
-    report.print()
+    reuse = flops.reuse and model.cfg.reuse_frame_features
+    print_report(
+        f"ActionBench eval (AA + VR + OS) | {name} | eval_module {task.task_cfg.eval_module} | {bench.describe()}",
+        [
+            ("batch", f"{args.batch_size} x {pre.num_frames} frames x {pre.image_size}px, 3 captions per clip"),
+            ("reversal", "frame features reused (one frame-encoder pass per clip)" if reuse
+             else "re-encoded (second full backbone pass)"),
+            ("throughput", f"{clips_per_s:.2f} clips/s | {timing.headline * 1e3:.1f} ms/batch"),
+            ("timing", timing.describe(args.warmup)),
+            ("peak memory", f"{memory.bytes / GIB:.3f} GiB ({memory.kind})"),
+            ("backbone video FLOPs", f"{flops.video / 1e9:.3f} GFLOP/clip (frames {flops.frames / 1e9:.3f} + "
+             f"aggregate {flops.aggregate / 1e9:.3f}); caption {flops.text / 1e9:.3f} GFLOP"),
+            ("achieved (backbone)", f"{flops.video * clips_per_s / 1e12:.4g} TFLOP/s"),
+            ("executed FLOPs", f"{executed / args.batch_size / 1e9:.3f} GFLOP/clip -> "
+             f"{executed / timing.headline / 1e12:.4g} TFLOP/s (whole step, counted)"),
+            *reference_rows(clips_per_s, reference),
+        ],
+    )
 
 
 if __name__ == "__main__":
