@@ -5,13 +5,10 @@ Scores the test splits, then the valid splits, and writes ``<output_dir>/result/
 
 from __future__ import annotations
 
-import sys
 from typing import Any, Optional, Sequence
 
 from paxion import dist
-from paxion.checkpoint import CheckpointError
-from paxion.config import ConfigError
-from paxion.train import build_runner
+from paxion.train import build_runner, run_cli
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
@@ -24,11 +21,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
 
 
 def cli() -> None:
-    """Command-line entry: user errors (config, checkpoint) end with their message, not a traceback."""
-    try:
-        main(sys.argv[1:])
-    except (ConfigError, CheckpointError) as exc:
-        raise SystemExit(f"error: {exc}") from None
+    run_cli(main)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import paxion  # noqa: F401  (fills the registry)
 from paxion import dist
@@ -46,12 +46,16 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
         dist.destroy()
 
 
-def cli() -> None:
+def run_cli(entry: Callable[[Sequence[str]], Any]) -> None:
     """Command-line entry: user errors (config, checkpoint) end with their message, not a traceback."""
     try:
-        main(sys.argv[1:])
+        entry(sys.argv[1:])
     except (ConfigError, CheckpointError) as exc:
         raise SystemExit(f"error: {exc}") from None
+
+
+def cli() -> None:
+    run_cli(main)
 
 
 if __name__ == "__main__":
