@@ -126,3 +126,41 @@ def test_clear_errors() -> None:
         PaxionConfig(objectives=["vtc", "dvdm"])
     with pytest.raises(ValueError, match="fuser"):
         PaxionConfig(objectives=["vtc", "atm"], fuser=FuserConfig(name="xattn"))
+
+
+class _HostReadFails(torch.Tensor):
+    """An ``answer`` that stands for a device tensor: reading it back on the host would be a sync."""
+
+    def tolist(self):  # type: ignore[override]
+        raise AssertionError("answer read back on the host (a device-to-host sync per step)")
+
+    def item(self):  # type: ignore[override]
+        raise AssertionError("answer read back on the host (a device-to-host sync per step)")
+
+
+def test_mcqa_vac_candidates_come_from_the_host_answer_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    from paxion import losses
+    from paxion.data.collate import collate
+
+    model = _model(objectives=["mcqa", "vac"]).eval()
+    batch = _batch(model)
+    answers = batch["answer"].tolist()
+    samples = [{"video": v, "idx": i, "answer": a} for i, (v, a) in enumerate(zip(batch["video_input"], answers))]
+    assert collate(samples)["answer_list"] == answers
+    seen: list[list[list[str]]] = []
+    scored = model.candidate_logits
+
+    def record(enc, candidates, module):
+        seen.append(candidates)
+        return scored(enc, candidates, module)
+
+    monkeypatch.setattr(model, "candidate_logits", record)
+    fallback = model(batch)["loss"]  # a hand-built batch: CPU answers, read on the host for free
+    with_list = {**batch, "answer": batch["answer"].as_subclass(_HostReadFails), "answer_list": answers}
+    loss = model(with_list)["loss"].as_subclass(torch.Tensor)
+    assert torch.equal(loss, fallback)
+    assert seen[0] == seen[1]
+    for cands, ants, ans, got in zip(batch["candidates"], batch["action_antonym_candidates"], answers, seen[1]):
+        assert len(got) == 10 and got == cands + losses.pad_antonym_choices(list(ants), cands, ans)
+    with pytest.raises(ValueError, match="answer_list"):
+        model({**batch, "answer_list": [0]})

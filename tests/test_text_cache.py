@@ -64,3 +64,55 @@ def test_autocast_state_and_zero_capacity_keep_entries_apart():
     empty.encode(tokens, off, "cpu")
     empty.encode(tokens, off, "cpu")
     assert off_calls == [1, 1] and len(empty) == 0
+
+
+# ---------------------------------------------------------------------------- wired into PaxionModel
+CAPTIONS = ["a person opens a door", "close it", "a person pushes a box slowly", "close it"]
+
+
+def _model(size: int = 64, seed: int = 0, backbone: str = "singularity_tiny"):
+    from paxion.model import PaxionConfig, PaxionModel
+    from paxion.patcher import PatcherConfig
+
+    torch.manual_seed(seed)
+    patcher = PatcherConfig(heads=2, dim_head=8, num_latents=3)
+    return PaxionModel(PaxionConfig(backbone=backbone, text_cache_size=size, patcher=patcher))
+
+
+def test_model_eval_features_with_cache_equal_features_without() -> None:
+    cached, plain = _model(64).eval(), _model(0).eval()
+    expected = plain.encode_text(CAPTIONS)
+    first, again = cached.encode_text(CAPTIONS), cached.encode_text(CAPTIONS[::-1])
+    torch.testing.assert_close(first, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(again, expected.flip(0), rtol=1e-5, atol=1e-6)
+    assert (cached.text_cache.hits, cached.text_cache.misses) == (5, 3)  # 3 unique captions, then all hits
+    assert len(plain.text_cache) == 0
+
+
+def test_model_train_mode_bypasses_the_cache() -> None:
+    model = _model(64).train()  # singularity's BERT: dropout active in train mode
+    torch.manual_seed(1)
+    first = model.encode_text(CAPTIONS)
+    second = model.encode_text(CAPTIONS)
+    assert len(model.text_cache) == 0 and model.text_cache.hits == model.text_cache.misses == 0
+    assert not torch.allclose(first, second)  # fresh dropout each call: a cache would have repeated `first`
+    model.eval().encode_text(CAPTIONS)
+    assert len(model.text_cache) == 3
+    model.train()
+    assert len(model.text_cache) == 0  # cleared on every mode switch
+
+
+def test_model_never_returns_stale_features_after_new_weights() -> None:
+    from paxion.checkpoint import load_model_weights
+
+    model, other = _model(64, seed=0).eval(), _model(0, seed=1).eval()
+    old = model.encode_text(CAPTIONS)
+    expected_new = other.encode_text(CAPTIONS)
+    assert not torch.allclose(old, expected_new)  # the two seeds give different text towers
+    load_model_weights(model, other.state_dict(), "other seed")  # the runner's loader (load_state_dict)
+    torch.testing.assert_close(model.encode_text(CAPTIONS), expected_new, rtol=1e-5, atol=1e-6)  # no mode switch
+    model.load_state_dict(_model(0, seed=0).state_dict())
+    torch.testing.assert_close(model.eval().encode_text(CAPTIONS), old, rtol=1e-5, atol=1e-6)
+    assert len(model.text_cache) == 3
+    model.to("cpu")  # .to(device) / .half(): cached rows would keep the old device or dtype
+    assert len(model.text_cache) == 0

@@ -25,6 +25,7 @@ from paxion.fuser import FuserConfig, build_fuser
 from paxion.patcher import PatcherConfig, TransformerPatcher, build_patcher
 from paxion.registry import registry
 from paxion.scoring import normalize, paired_similarity, similarity
+from paxion.text_cache import TextFeatureCache
 from paxion.weights import load_backbone_weights, load_trainable_state
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ class PaxionConfig:
     pretrained: Optional[str] = None  # official Paxion KP / P&F .pth, or our own trainable-state file
     eval_method: str = "default"  # default | ensemble_with_backbone | two_step_independent
     two_step_top_k: int = 50
+    text_cache_size: int = 4096  # frozen text features kept while the backbone is in eval mode; 0: off
 
     def __post_init__(self) -> None:
         if self.backbone_mode not in ("train", "eval"):
@@ -106,6 +108,9 @@ class PaxionModel(nn.Module):
     def __init__(self, cfg: PaxionConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        self.text_cache = TextFeatureCache(cfg.text_cache_size)
+        # new weights (a checkpoint, best.pth after training) make every cached feature stale
+        self.register_load_state_dict_post_hook(_clear_text_cache)
         self.backbone: VideoTextBackbone = registry.get("backbone", cfg.backbone)()
         if cfg.backbone_ckpt:
             report = load_backbone_weights(self.backbone, cfg.backbone_ckpt)
@@ -160,7 +165,12 @@ class PaxionModel(nn.Module):
         super().train(mode)
         if self.cfg.backbone_mode == "eval":
             self.backbone.eval()
+        self.text_cache.clear()  # weights may have changed since (training steps, a loaded checkpoint)
         return self
+
+    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> "PaxionModel":
+        self.text_cache.clear()  # .to(device) / .half(): cached rows would keep the old device or dtype
+        return super()._apply(fn, *args, **kwargs)
 
     def load_pretrained(self, path: str) -> LoadReport:
         report = load_trainable_state(self, path, self.derived_keys)
@@ -181,10 +191,22 @@ class PaxionModel(nn.Module):
         return video.float() * self.pixel_scale + self.pixel_shift
 
     def encode_text(self, texts: list[str]) -> torch.Tensor:
-        """Frozen pooled text, normalised: N strings -> (N, E)."""
+        """Frozen pooled text, normalised: N strings -> (N, E).
+
+        With the backbone in eval mode the features come from ``text_cache`` (keys read from the CPU
+        tokens, so no device sync); in train mode the text tower may apply dropout, so they are computed.
+        """
         if len(texts) == 0:
             raise ValueError("encode_text got an empty list of captions")
-        tokens = {k: v.to(self.device, non_blocking=True) for k, v in self.backbone.tokenize(list(texts)).items()}
+        tokens = self.backbone.tokenize(list(texts))  # CPU tensors
+        device_type = self.device.type
+        if self.backbone.training or device_type == "meta":  # meta: no autocast state to key on
+            return self._text_features(tokens)
+        return self.text_cache.encode(tokens, self._text_features, device_type)
+
+    def _text_features(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Tokenised captions (N, L) -> normalised pooled text features (N, E) on the model's device."""
+        tokens = {k: v.to(self.device, non_blocking=True) for k, v in tokens.items()}
         with torch.no_grad():
             pooled, _ = self.backbone.encode_text(tokens)  # (N, E)
         return normalize(pooled)
@@ -302,7 +324,7 @@ class PaxionModel(nn.Module):
         answer = torch.as_tensor(_require(batch, "answer", "objective 'mcqa'"))
         if "vac" in self.cfg.objectives and self.fuser is None:
             antonyms = _require(batch, "action_antonym_candidates", "objective 'vac' with 'mcqa'")
-            answers = answer.tolist()  # strings are assembled on the host, from the host copy of the answers
+            answers = _host_answers(batch, answer)
             candidates = [
                 cands + losses.pad_antonym_choices(list(ants), cands, ans)
                 for cands, ants, ans in zip(candidates, antonyms, answers)
@@ -312,6 +334,24 @@ class PaxionModel(nn.Module):
         answer = answer.to(self.device, non_blocking=True)
         loss = losses.multiple_choice(logits, answer, label_smoothing=self.cfg.label_smoothing)
         return {"mcqa": self.cfg.loss_weights.mcqa * loss}
+
+
+def _host_answers(batch: Batch, answer: torch.Tensor) -> list[int]:
+    """MCQA targets as Python ints for assembling candidate strings, without waiting for the device.
+
+    ``collate`` keeps a host copy (``answer_list``) because the runner moves ``answer`` to the device
+    before the step, where ``tolist()`` would be a device-to-host sync every step.
+    """
+    answers = batch.get("answer_list")
+    if answers is None:  # a hand-built batch: free if ``answer`` is still on the CPU
+        return answer.tolist()
+    if len(answers) != len(answer):
+        raise ValueError(f"batch 'answer_list' has {len(answers)} entries, 'answer' has {len(answer)}")
+    return [int(a) for a in answers]
+
+
+def _clear_text_cache(model: nn.Module, incompatible_keys: Any) -> None:
+    model.text_cache.clear()
 
 
 def _require(batch: Batch, key: str, why: str) -> Any:

@@ -26,7 +26,10 @@ _TENSOR_KEYS = {
 
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """-> ``video_input`` uint8 (B, T, C, H, W), ``idx`` int64 (B,), texts as lists, ``skipped_videos`` flat."""
+    """-> ``video_input`` uint8 (B, T, C, H, W), ``idx`` int64 (B,), texts as lists, ``skipped_videos`` flat.
+
+    ``answer`` also comes as ``answer_list`` (list[int]), which stays on the host when the runner moves tensors.
+    """
     if not samples:
         raise ValueError("collate: empty list of samples")
     keys = set(samples[0])
@@ -40,6 +43,8 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     for key, dtype in _TENSOR_KEYS.items():
         if key in keys:
             batch[key] = torch.tensor([s[key] for s in samples], dtype=dtype)  # (B,)
+    if "answer" in keys:  # host copy: the model builds MCQA candidate strings from it without a device sync
+        batch["answer_list"] = [int(s["answer"]) for s in samples]
     for key, out in _LIST_KEYS.items():
         if key in keys:
             batch[out] = [s[key] for s in samples]
