@@ -109,6 +109,19 @@ def test_full_size_on_meta_matches_official_layout() -> None:
     assert sum(p.numel() for p in backbone.parameters()) == 151_288_833
 
 
+
+@torch.no_grad()
+def test_full_size_forward_on_meta() -> None:
+    """Shapes at full size without memory or compute: meta tensors through both towers (no autocast state)."""
+    with torch.device("meta"):
+        backbone = registry.get("backbone", "clipvip_b32")().eval()
+    video = torch.empty(2, 8, 3, 224, 224, device="meta")
+    pooled, tokens = backbone.encode_video(video)
+    assert pooled.is_meta and pooled.shape == (2, 512) and tokens.shape == (2, 8, 49, 768)
+    text = {k: v.to("meta") for k, v in backbone.tokenize(["a cat jumps", "a dog"]).items()}
+    text_pooled, text_tokens = backbone.encode_text(text)
+    assert text_pooled.shape == (2, 512) and text_tokens.shape[::2] == (2, 512)
+
 def official_file(model: CLIPViPBackbone, path, with_position_ids: bool = True) -> dict[str, torch.Tensor]:
     """Write ``model`` the way the release file is stored: flat, ``clipmodel.``-prefixed, fp16."""
     state = {model_to_official_key(k): v.half() for k, v in model.state_dict().items()}

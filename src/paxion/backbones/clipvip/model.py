@@ -179,8 +179,9 @@ class ViPVisionModel(nn.Module):
         """video (B, T, 3, H, W) -> (pooled (B, D) after post-LN, last hidden state (B, M + T*P, D))."""
         x = self.pre_layrnorm(self.embeddings(video))
         device_type = video.device.type
-        # the mask must match the query dtype, which autocast decides
-        mask_dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else x.dtype
+        # the mask must match the query dtype, which autocast decides; meta has no autocast state (it raises)
+        autocast = device_type != "meta" and torch.is_autocast_enabled(device_type)
+        mask_dtype = torch.get_autocast_dtype(device_type) if autocast else x.dtype
         x = self.encoder(x, self.attention_mask(video.shape[1], video.device, mask_dtype))
         return self.post_layernorm(x[:, 0]), x  # only the first proxy (CLIP's CLS) is pooled
 
