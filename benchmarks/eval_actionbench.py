@@ -45,9 +45,10 @@ def parse_args() -> argparse.Namespace:
 
 
 def config_overrides(args: argparse.Namespace) -> list[str]:
-    """Random weights, no files: the benchmark needs no checkpoint or dataset."""
+    """Random weights, no files: the benchmark needs no checkpoint or dataset. The text cache is off unless
+    overridden: the two cycled batches would hit it on every call (``model.text_cache_size=4096`` to see it)."""
     out = ["model.pretrained=null", "model.backbone_ckpt=null", f"run.precision={args.precision}",
-           "task.probes=[action_antonym,video_reversal,object_shuffle]"]
+           "task.probes=[action_antonym,video_reversal,object_shuffle]", "model.text_cache_size=0"]
     if args.backbone:
         out.append(f"model.backbone={args.backbone}")
     if args.eval_module:
@@ -94,6 +95,8 @@ def main() -> None:
             ("achieved (backbone)", f"{flops.video * clips_per_s / 1e12:.4g} TFLOP/s"),
             ("executed FLOPs", f"{executed / args.batch_size / 1e9:.3f} GFLOP/clip -> "
              f"{executed / timing.headline / 1e12:.4g} TFLOP/s (whole step, counted)"),
+            ("text cache", f"size {model.text_cache.capacity}, {model.text_cache.hits} hits / "
+             f"{model.text_cache.misses} misses"),
             *reference_rows(clips_per_s, reference),
         ],
     )
