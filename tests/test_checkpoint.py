@@ -90,7 +90,8 @@ def test_sigkill_during_save_leaves_previous_checkpoint_loadable(tmp_path: Path)
     path, ready = tmp_path / "latest.pth", tmp_path / "ready"
     atomic_save({"model": {"w": torch.ones(1000)}}, path)
     proc = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(_KILLED_WRITER), str(path), str(ready), ckpt_lib.__file__]
+        [sys.executable, "-c", textwrap.dedent(_KILLED_WRITER), str(path), str(ready), ckpt_lib.__file__],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     try:
         deadline = time.monotonic() + 60

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import random
 import subprocess
 import sys
@@ -70,7 +71,7 @@ def test_build_script_writes_the_actionbench_layout(tmp_path):
     (raw / "test-answers.csv").write_text("3;Closing something\n")
     out = tmp_path / "out"
     subprocess.run([sys.executable, str(ROOT / "build_ssv2_annotations.py"), "--ssv2-labels", str(raw),
-                    "--out", str(out)], check=True, capture_output=True)
+                    "--out", str(out)], check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     val = json.loads((out / "validation.json").read_text())
     assert [v["id"] for v in val] == ["1"]
     assert val[0]["label_action_antonym_clip_text"] == "Closing book"

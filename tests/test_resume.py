@@ -24,7 +24,8 @@ STALL_AT = 10  # iteration 4 of epoch 1 (6 per epoch); latest.pth was written af
 def _kill_mid_epoch(out: Path) -> None:
     """Run the toy training in a subprocess and SIGKILL it while it sits in iteration STALL_AT."""
     cmd = [sys.executable, "-m", "paxion.train", *toy_argv(out, f"task.stall_at_step={STALL_AT}")]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     try:
         deadline = time.monotonic() + 180
         while not list(out.glob("stalled.*")):
