@@ -105,7 +105,7 @@ def probe_chart(runs: Sequence[Run]) -> str:
     ax.set_xticks([j + width * (len(runs) - 1) / 2 for j in range(len(probes))], [PROBES[p] for p in probes])
     ax.set_ylim(0, 105)
     ax.set_ylabel("accuracy (%)")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title("ActionBench probes: backbone vs patched")
     return png(fig)
 
@@ -135,7 +135,7 @@ def template_chart(runs: Sequence[Run], probe: str, ann: dict[str, dict[str, Any
     ax.invert_yaxis()
     ax.set_xlim(0, 100)
     ax.set_xlabel(f"{PROBES[probe]} accuracy (%)")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title(f"{PROBES[probe]} per action template")
     return png(fig)
 

@@ -12,16 +12,14 @@
 * task ``video_text_pretrain``: validation = object recognition, each clip against every distinct
   caption of the split (``v2t_r1``, ``t2v_r1``; ``agg_metrics`` = their mean).
 
-``python -m paxion.tasks.pretrain export CKPT OUT.safetensors`` writes the backbone of a checkpoint
-(saved with ``run.save_full_model: true``) as a plain safetensors state dict, the file that
+:func:`export_backbone` (``python -m paxion.assets backbone CKPT``) writes the backbone of a checkpoint
+saved with ``run.save_full_model: true`` as a plain safetensors state dict, the file that
 ``model.backbone_ckpt`` loads.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -242,19 +240,3 @@ def export_backbone(ckpt_path: str | Path, out_path: str | Path, backbone: str =
     save_file(weights, str(out), metadata={"backbone": backbone, "source": Path(ckpt_path).name})
     logger.info("exported %d backbone tensors to %s (%.2f MB)", len(weights), out, out.stat().st_size / 2**20)
     return out
-
-
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description="Backbone pre-training utilities.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    exp = sub.add_parser("export", help="checkpoint's backbone -> safetensors")
-    exp.add_argument("checkpoint")
-    exp.add_argument("out")
-    exp.add_argument("--backbone", default="internvideo_synth")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    export_backbone(args.checkpoint, args.out, args.backbone)
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])
