@@ -39,7 +39,9 @@ def demo_texts() -> dict[str, str]:
     return json.loads(asset(DEMO_TEXTS).read_text())
 
 
-def load_model(config: Optional[str] = None, checkpoint: Optional[str] = None, overrides: Sequence[str] = ()) -> PaxionModel:
+def load_model(
+    config: Optional[str] = None, checkpoint: Optional[str] = None, overrides: Sequence[str] = ()
+) -> PaxionModel:
     """A PaxionModel from an experiment config (+ Paxion checkpoint), or the embedded default."""
     if config is None:
         cfg = PaxionConfig(backbone="internvideo_synth_pretrained", patcher=EMBEDDED_PATCHER,

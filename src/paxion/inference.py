@@ -54,7 +54,9 @@ def sample_scores(model: Any, sample: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def choose(count: int, ids: Optional[Sequence[str]], num_samples: int, seed: int, video_ids: Sequence[str]) -> list[int]:
+def choose(
+    count: int, ids: Optional[Sequence[str]], num_samples: int, seed: int, video_ids: Sequence[str]
+) -> list[int]:
     """Dataset indices: the given video ids, else ``num_samples`` drawn with ``seed``."""
     if ids:
         where = {vid: i for i, vid in enumerate(video_ids)}

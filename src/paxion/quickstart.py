@@ -116,14 +116,16 @@ def run(out_dir: Optional[Path], overrides: Sequence[str], eval_only: bool = Fal
     ensure_data(cfg.paths.data_root, data_spec)
     if data_only:
         return {"output_dir": None, "rows": {}, "seconds": time.perf_counter() - start}
-    out = Path(out_dir) if out_dir else Path(cfg.paths.output_root) / "embedded_default" / datetime.now().strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = Path(out_dir) if out_dir else Path(cfg.paths.output_root) / "embedded_default" / stamp
     shared = [f"paths.{k}={v}" for k, v in cfg.paths.items()]  # same data and cache as the training config
     rows = {"backbone (frozen)": run_config(BACKBONE_CONFIG, shared, out / "backbone", train=False)}
     if eval_only:
         from paxion.assets import __file__ as assets_init
 
         weights = Path(assets_init).parent / SHIPPED_PATCHER
-        rows["+ shipped patcher"] = run_config(PATCHER_CONFIG, [*shared, f"model.pretrained={weights}"], out / "patcher", train=False)
+        patcher = [*shared, f"model.pretrained={weights}"]
+        rows["+ shipped patcher"] = run_config(PATCHER_CONFIG, patcher, out / "patcher", train=False)
     else:
         rows["+ Knowledge Patcher (VTC+DVDM)"] = run_config(TRAIN_CONFIG, overrides, out / "patcher", train=True)
     seconds = time.perf_counter() - start
@@ -133,8 +135,9 @@ def run(out_dir: Optional[Path], overrides: Sequence[str], eval_only: bool = Fal
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description="Embedded default: SynthAction, frozen tiny model, Knowledge Patcher, before/after.")
-    parser.add_argument("--output", type=Path, default=None, help="run folder (default: <output_root>/embedded_default/<time>)")
+    parser = argparse.ArgumentParser(description="Embedded default: SynthAction, frozen tiny model, KP, before/after.")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="run folder (default: <output_root>/embedded_default/<time>)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--eval-only", action="store_true", help="score the shipped patcher instead of training one")
     mode.add_argument("--data-only", action="store_true", help="only make sure the SynthAction data exists")
@@ -144,7 +147,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     torch.set_num_threads(1)  # a tiny model: extra threads cost more in synchronisation than they give (measured 5x)
     summary = run(args.output, args.overrides, args.eval_only, args.data_only)
     if summary["rows"]:
-        print(f"\nActionBench on SynthAction val ({summary['rows'][next(iter(summary['rows']))]['num_samples']} clips, accuracy %, chance 50):")
+        clips = next(iter(summary["rows"].values()))["num_samples"]
+        print(f"\nActionBench on SynthAction val ({clips} clips, accuracy %, chance 50):")
         print(format_table(summary["rows"]))
         print(f"\noutput: {summary['output_dir']}   ({summary['seconds']:.0f} s)")
         print(f"report: python -m paxion.report {summary['output_dir']}")

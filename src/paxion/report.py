@@ -230,14 +230,16 @@ def render(root: Path) -> str:
     patched = [r for r in runs if r.module != "backbone"]
     if patched:
         rows = "".join(
-            f"<tr><td>{e['probe']}</td><td>{e['video_id']}</td><td class='strip'>{_img(e['strip'], str(e['video_id']))}</td>"
-            f"<td>{html.escape(e['caption'])}</td><td>{html.escape(str(e['negative']))}</td><td>{e['p_correct']:.3f}</td></tr>"
+            f"<tr><td>{e['probe']}</td><td>{e['video_id']}</td>"
+            f"<td class='strip'>{_img(e['strip'], str(e['video_id']))}</td>"
+            f"<td>{html.escape(e['caption'])}</td><td>{html.escape(str(e['negative']))}</td>"
+            f"<td>{e['p_correct']:.3f}</td></tr>"
             for e in worst_examples(patched[-1], ann))
         parts += [f"<h2>Worst examples ({html.escape(patched[-1].name)})</h2>",
                   "<table><tr><th>probe</th><th>id</th><th>frames</th><th>caption</th><th>negative</th>"
                   f"<th>p(correct)</th></tr>{rows}</table>"]
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>Paxion report</title><style>{STYLE}</style></head>" \
-           f"<body>{''.join(parts)}</body></html>"
+    head = f"<head><meta charset='utf-8'><title>Paxion report</title><style>{STYLE}</style></head>"
+    return f"<!doctype html><html>{head}<body>{''.join(parts)}</body></html>"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Path:

@@ -218,7 +218,8 @@ class VideoTextPretrainTask(BaseTask):
         v2t = (sim.argmax(dim=1) == target).float().mean().item()
         best_clip = sim.argmax(dim=0)  # (K,) the clip each caption ranks first
         t2v = (target[best_clip] == torch.arange(len(distinct))).float().mean().item()
-        logger.info("object recognition %s: v2t R@1 %.3f, t2v R@1 %.3f over %d captions", split, v2t, t2v, len(distinct))
+        logger.info("object recognition %s: v2t R@1 %.3f, t2v R@1 %.3f over %d captions",
+                    split, v2t, t2v, len(distinct))
         return {"v2t_r1": v2t, "t2v_r1": t2v, "agg_metrics": (v2t + t2v) / 2,
                 "num_captions": len(distinct), "num_samples": len(captions)}
 
