@@ -45,6 +45,10 @@ class Run:
     train_log: list[dict[str, Any]] = field(default_factory=list)
 
     @property
+    def label(self) -> str:
+        return self.name if self.name == self.module else f"{self.name} ({self.module})"
+
+    @property
     def module(self) -> str:
         task = self.cfg.get("task") or {}
         return str(task.get("eval_module", "")) if hasattr(task, "get") else ""
@@ -99,7 +103,7 @@ def probe_chart(runs: Sequence[Run]) -> str:
     for i, run in enumerate(runs):
         values = [100 * run.metrics.get(f"{p}_accuracy", float("nan")) for p in probes]
         xs = [j + i * width for j in range(len(probes))]
-        bars = ax.bar(xs, values, width, label=f"{run.name} ({run.module})", color=COLOURS[i % len(COLOURS)])
+        bars = ax.bar(xs, values, width, label=run.label, color=COLOURS[i % len(COLOURS)])
         ax.bar_label(bars, fmt="%.1f", fontsize=8)
     ax.axhline(50, color="k", ls="--", lw=0.8, label="chance")
     ax.set_xticks([j + width * (len(runs) - 1) / 2 for j in range(len(probes))], [PROBES[p] for p in probes])
@@ -128,7 +132,7 @@ def template_chart(runs: Sequence[Run], probe: str, ann: dict[str, dict[str, Any
     height = 0.8 / len(runs)
     for i, (run, table) in enumerate(tables):
         ys = [j + i * height for j in range(len(templates))]
-        ax.barh(ys, [table.get(t, float("nan")) for t in templates], height, label=f"{run.name} ({run.module})",
+        ax.barh(ys, [table.get(t, float("nan")) for t in templates], height, label=run.label,
                 color=COLOURS[i % len(COLOURS)])
     ax.axvline(50, color="k", ls="--", lw=0.8)
     ax.set_yticks([j + height * (len(runs) - 1) / 2 for j in range(len(templates))], templates, fontsize=7)
