@@ -39,7 +39,6 @@ CONFIG_ROOT = Path(__file__).resolve().parents[2] / "configs"
 TRAIN_CONFIG = "train/actionbench/synthaction/embedded_default.yaml"
 BACKBONE_CONFIG = "eval/actionbench/synthaction/embedded_backbone.yaml"
 PATCHER_CONFIG = "eval/actionbench/synthaction/embedded_patcher.yaml"
-SHIPPED_PATCHER = "kp_synth.safetensors"
 # The data every embedded-default number refers to; the foundation model's recipe uses the same.
 DATA = {"seed": 0, "num_train": 2000, "num_val": 250, "num_test": 0, "frames": 8, "size": 32}
 PROBES = (("action_antonym", "AA"), ("video_reversal", "VR"), ("object_shuffle", "OS"))
@@ -121,10 +120,9 @@ def run(out_dir: Optional[Path], overrides: Sequence[str], eval_only: bool = Fal
     shared = [f"paths.{k}={v}" for k, v in cfg.paths.items()]  # same data and cache as the training config
     rows = {"backbone (frozen)": run_config(BACKBONE_CONFIG, shared, out / "backbone", train=False)}
     if eval_only:
-        from paxion.assets import __file__ as assets_init
+        from paxion.demo import SHIPPED_PATCHER, asset
 
-        weights = Path(assets_init).parent / SHIPPED_PATCHER
-        patcher = [*shared, f"model.pretrained={weights}"]
+        patcher = [*shared, f"model.pretrained={asset(SHIPPED_PATCHER)}"]
         rows["+ shipped patcher"] = run_config(PATCHER_CONFIG, patcher, out / "patcher", train=False)
     else:
         rows["+ Knowledge Patcher (VTC+DVDM)"] = run_config(TRAIN_CONFIG, overrides, out / "patcher", train=True)
