@@ -129,3 +129,19 @@ def test_unsafe_or_foreign_files_are_refused(tmp_path: Path) -> None:
         load_checkpoint(tmp_path / "foreign.pth")
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(tmp_path / "missing.pth")
+
+
+def test_trainable_parameter_saved_under_another_name_round_trips() -> None:
+    """InternVideo stores ``logit_scale_param`` under the official key ``logit_scale``."""
+    from paxion.checkpoint import load_model_weights, model_state
+    from paxion.registry import registry
+
+    backbone = registry.get("backbone", "internvideo_tiny")()
+    backbone.requires_grad_(False)
+    backbone.logit_scale_param.requires_grad_(True)
+    state = model_state(backbone, full=False)
+    assert list(state) == ["logit_scale"]
+    with torch.no_grad():
+        backbone.logit_scale_param.add_(1.0)
+    load_model_weights(backbone, state, "round trip")
+    assert torch.equal(backbone.logit_scale_param.detach(), state["logit_scale"])

@@ -133,3 +133,14 @@ def test_parse_cli_accepts_options_and_bare_overrides() -> None:
 def test_every_shipped_config_validates(path: Path) -> None:
     cfg = load_config(path)
     assert isinstance(section(cfg, "run"), RunConfig)
+
+
+def test_paxion_asset_resolver_points_into_the_package(tmp_path: Path) -> None:
+    cfg_file = tmp_path / "exp.yaml"
+    cfg_file.write_text("task: {name: toy}\nmodel: {arch: toy_regressor}\nrun: {load_ckpt_path: '${paxion_asset:__init__.py}'}\n")
+    cfg = load_config(cfg_file)
+    assert Path(cfg.run.load_ckpt_path).is_file()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("task: {name: toy}\nmodel: {arch: toy_regressor}\nrun: {load_ckpt_path: '${paxion_asset:nope.bin}'}\n")
+    with pytest.raises(ConfigError, match="nope.bin"):
+        load_config(bad)

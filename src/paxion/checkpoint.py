@@ -80,8 +80,17 @@ def model_state(model: nn.Module, full: bool) -> dict[str, torch.Tensor]:
     if full:
         items = model.state_dict().items()
     else:
-        items = ((n, p) for n, p in model.named_parameters() if p.requires_grad)
+        items = ((n, t) for n, t in model.state_dict(keep_vars=True).items() if n in trainable_keys(model))
     return {name: t.detach().to("cpu", copy=True) for name, t in items}
+
+
+def trainable_keys(model: nn.Module) -> set[str]:
+    """State-dict keys of the trainable parameters.
+
+    Taken from the state dict rather than ``named_parameters`` because a module may save a parameter
+    under another name (InternVideo stores ``logit_scale_param`` under the official ``logit_scale``).
+    """
+    return {n for n, t in model.state_dict(keep_vars=True).items() if isinstance(t, nn.Parameter) and t.requires_grad}
 
 
 def load_model_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
@@ -94,8 +103,7 @@ def load_model_weights(model: nn.Module, state: dict[str, torch.Tensor], source:
     unknown = sorted(set(state) - set(own))
     if unknown:
         raise CheckpointError(f"{source}: keys not in the model: {unknown[:20]}{' ...' if len(unknown) > 20 else ''}")
-    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    missing = sorted(trainable - set(state))
+    missing = sorted(trainable_keys(model) - set(state))
     if missing:
         raise CheckpointError(f"{source}: trainable parameters missing from the checkpoint: {missing[:20]}")
     bad_shapes = [

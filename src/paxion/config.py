@@ -38,6 +38,19 @@ PATH_ENV_VARS = {
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
+def _asset_path(name: str) -> str:
+    """``${paxion_asset:NAME}``: a file shipped inside the package (``paxion/assets``), from any working directory."""
+    from importlib import resources
+
+    path = resources.files("paxion.assets").joinpath(name)
+    if not path.is_file():
+        raise ValueError(f"no shipped asset '{name}' in paxion/assets")
+    return str(path)
+
+
+OmegaConf.register_resolver("paxion_asset", _asset_path, replace=True)
+
+
 class ConfigError(ValueError):
     """A config that cannot be used; the message names the key and where it came from."""
 
@@ -187,7 +200,7 @@ def _selector(layers: list[tuple[str, DictConfig]], dotted: str) -> tuple[Option
     """Last value of ``dotted`` across the layers and the source that set it."""
     value, source = None, "defaults"
     for src, layer in layers:
-        found = OmegaConf.select(layer, dotted, default=None, throw_on_missing=False)
+        found = OmegaConf.select(layer, dotted, default=None, throw_on_missing=False, throw_on_resolution_failure=False)
         if found is not None:
             value, source = str(found), src
     return value, source
