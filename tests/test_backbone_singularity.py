@@ -15,6 +15,7 @@ from paxion.backbones.base import CLIP_MEAN, CLIP_STD, VideoTextBackbone, flip_t
 from paxion.backbones.singularity import SINGULARITY_TEMPORAL_17M, SINGULARITY_TINY, SingularityBackbone
 from paxion.backbones.singularity.tokenizer import VOCAB_PATH, WordPieceTokenizer
 from paxion.registry import registry
+from singularity_fixtures import single_thread, tiny  # noqa: F401  (autouse fixture)
 
 B, T, SIZE = 2, SINGULARITY_TINY.num_frames, SINGULARITY_TINY.image_size
 CAPTIONS = [
@@ -26,18 +27,6 @@ CAPTIONS = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny tensors: intra-op threads only add synchronisation cost, badly so on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def tiny(seed: int = 0) -> SingularityBackbone:
-    torch.manual_seed(seed)
-    return SingularityBackbone(SINGULARITY_TINY)
 
 
 def video_batch(seed: int = 0, frames: int = T) -> torch.Tensor:

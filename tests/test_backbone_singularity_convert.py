@@ -21,23 +21,12 @@ from paxion.backbones.singularity.convert import (
     resample_relative_position_table,
 )
 from paxion.registry import registry
+from singularity_fixtures import single_thread, tiny  # noqa: F401  (autouse fixture)
 
 LAYOUT = json.loads(Path(paxion.backbones.singularity.__file__).with_name("official_layout.json").read_text())
 B, T, SIZE = 2, SINGULARITY_TINY.num_frames, SINGULARITY_TINY.image_size
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny tensors: intra-op threads only add synchronisation cost, badly so on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def tiny(seed: int = 0) -> SingularityBackbone:
-    torch.manual_seed(seed)
-    return SingularityBackbone(SINGULARITY_TINY)
 
 def expand(entries: list[dict]) -> dict[str, tuple[tuple[int, ...], str]]:
     layout = {}

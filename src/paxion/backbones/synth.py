@@ -14,6 +14,7 @@ antonym always get different token embeddings.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from importlib import resources
 from pathlib import Path
@@ -21,26 +22,19 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from paxion.backbones.internvideo.model import InternVideo, InternVideoConfig
+from paxion.backbones.internvideo.model import TINY_CONFIG, InternVideo
 from paxion.registry import registry
 
 logger = logging.getLogger(__name__)
 
-SYNTH_CONFIG = InternVideoConfig(
-    image_size=32,
-    patch_size=8,
+# the tiny test architecture, widened where the embedded default needs it
+SYNTH_CONFIG = dataclasses.replace(
+    TINY_CONFIG,
     num_frames=8,
-    vision_width=64,
-    vision_layers=4,
-    vision_heads=4,
-    extractor_blocks=(2, 3),
-    extractor_heads=4,
     extractor_dropout=0.1,
     embed_dim=64,
     text_width=64,
-    text_layers=2,
     text_heads=4,
-    context_length=16,
     vocab_size=515,  # collision-free for SynthAction's words (tested)
 )
 WEIGHTS_FILE = "internvideo_synth.safetensors"
