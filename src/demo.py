@@ -17,7 +17,8 @@ try:
 except ImportError:  # not installed: use the checkout next to this file
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from paxion.demo import asset, demo_texts, format_scores, load_model, read_video, score_reversal, score_texts
+from paxion.api import load_model, score_captions, score_reversal
+from paxion.demo import DEMO_CLIP, asset, demo_texts, format_scores
 
 
 def main(argv=None) -> None:
@@ -32,11 +33,11 @@ def main(argv=None) -> None:
     if args.video is None and args.config is not None:
         parser.error("--config needs --video and --text (the shipped clip is sized for the shipped model)")
     texts = args.text or [demo_texts()["caption"], demo_texts()["action_antonym"]]
-    model = load_model(args.config, args.checkpoint, args.overrides)
-    video = read_video(model, args.video or asset("demo_clip.mp4"))
+    model, preprocess, _ = load_model(args.config or "embedded_default", args.checkpoint, overrides=args.overrides)
+    video = preprocess(args.video or asset(DEMO_CLIP))
     print(f"video: {args.video or 'shipped SynthAction clip'}  ({video.shape[1]} frames)")
     print("\np(text | video):")
-    print(format_scores(score_texts(model, video, texts)))
+    print(format_scores(score_captions(model, video, texts)))
     print(f"\np(clip | {texts[0]!r}) against its time reversal:")
     print(format_scores(score_reversal(model, video, texts[0])))
 

@@ -25,7 +25,7 @@ from PIL import Image
 
 import paxion  # noqa: F401  (fills the registry)
 from paxion.config import load_config
-from paxion.demo import score_reversal, score_texts
+from paxion.api import score_captions, score_reversal
 from paxion.registry import registry
 
 logger = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def sample_scores(model: Any, sample: dict[str, Any]) -> dict[str, Any]:
     pairs = {"action_antonym": sample.get("action_antonym_text"), "object_shuffle": sample.get("object_shuffled_text")}
     for probe, negative in pairs.items():
         if negative is not None:
-            out[probe] = vars(score_texts(model, video, [caption, negative]))
+            out[probe] = vars(score_captions(model, video, [caption, negative]))
     out["video_reversal"] = vars(score_reversal(model, video, caption))
     return out
 
