@@ -73,3 +73,18 @@ def per_group_accuracy(
         mask = group == g
         out[names[g]] = accuracy(pred[mask], target[mask])
     return out
+
+
+def singularity_recalls(v2t_ranks: torch.Tensor, t2v_ranks: torch.Tensor) -> dict[str, float]:
+    """Singularity's retrieval keys from 0-based ranks: ``txt_*`` = video->text, ``img_*`` = text->video,
+    R@1/5/10 in percent, their means and ``r_mean``, each rounded to 2 decimals as the original."""
+    def recalls(ranks: torch.Tensor) -> list[float]:
+        return [100.0 * (ranks < k).double().mean().item() for k in (1, 5, 10)]
+
+    txt, img = recalls(v2t_ranks), recalls(t2v_ranks)
+    txt_mean, img_mean = sum(txt) / 3, sum(img) / 3
+    out = {f"txt_r{k}": v for k, v in zip((1, 5, 10), txt)}
+    out["txt_r_mean"] = txt_mean
+    out.update({f"img_r{k}": v for k, v in zip((1, 5, 10), img)})
+    out.update(img_r_mean=img_mean, r_mean=(txt_mean + img_mean) / 2)
+    return {key: round(value, 2) for key, value in out.items()}

@@ -20,7 +20,7 @@ from einops import rearrange
 from torch import nn
 
 from paxion import losses
-from paxion.backbones.base import LoadReport, VideoTextBackbone, flip_time
+from paxion.backbones.base import LoadReport, Preprocess, VideoTextBackbone, flip_time
 from paxion.fuser import FuserConfig, build_fuser
 from paxion.patcher import PatcherConfig, TransformerPatcher, build_patcher
 from paxion.registry import registry
@@ -63,6 +63,7 @@ class PaxionConfig:
     train_patcher: bool = True  # False: freeze the patcher while a fuser trains (never used by the original)
     reuse_frame_features: bool = True  # one frame-encoder pass for clip + reversal when the backbone allows it
     pretrained: Optional[str] = None  # official Paxion KP / P&F .pth, or our own trainable-state file
+    load_backbone_from_checkpoint: bool = False  # also load the pretrained file's vl_backbone.* (the original does)
     eval_method: str = "default"  # default | ensemble_with_backbone | two_step_independent
     two_step_top_k: int = 50
     text_cache_size: int = 4096  # frozen text features kept while the backbone is in eval mode; 0: off
@@ -173,13 +174,18 @@ class PaxionModel(nn.Module):
         return super()._apply(fn, *args, **kwargs)
 
     def load_pretrained(self, path: str) -> LoadReport:
-        report = load_trainable_state(self, path, self.derived_keys)
+        report = load_trainable_state(self, path, self.derived_keys, self.cfg.load_backbone_from_checkpoint)
         logger.info("Paxion weights: %s: %d tensors; %s", path, len(report.loaded), "; ".join(report.notes))
         return report
 
     @property
     def device(self) -> torch.device:
         return self.temp.device
+
+    @property
+    def preprocess(self) -> Preprocess:
+        """What clips must look like (task protocol): the backbone's frames, size and normalisation."""
+        return self.backbone.preprocess
 
     # ------------------------------------------------------------------ encoders
 

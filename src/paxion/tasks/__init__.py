@@ -4,4 +4,5 @@ from paxion.tasks import actionbench  # noqa: F401
 from paxion.tasks import retrieval  # noqa: F401
 from paxion.tasks import classification  # noqa: F401
 from paxion.tasks import mcqa  # noqa: F401
+from paxion.tasks import qa  # noqa: F401
 from paxion.tasks import pretrain  # noqa: F401

@@ -1,7 +1,13 @@
-"""What every Paxion task shares: the model, the datasets, the batch collation and the training step."""
+"""What every task shares: the model, the datasets, the batch collation and the training step.
+
+:class:`ModelTask` serves any registered model (``model.arch``) through the task protocol
+(:mod:`paxion.tasks.protocol`); :class:`PaxionTask` is the same for tasks that need a
+:class:`PaxionModel` itself (the ActionBench probes).
+"""
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 from dataclasses import dataclass
@@ -17,27 +23,56 @@ from paxion.data.collate import collate
 from paxion.model import EVAL_MODULES, PaxionModel
 from paxion.registry import registry
 from paxion.tasks.base import BaseTask, Batch, TaskConfig
+from paxion.tasks.paxion_view import PaxionView
+from paxion.tasks.protocol import eval_num_frames, unwrap_model
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class PaxionTaskConfig(TaskConfig):
-    eval_module: str = "patcher"  # backbone (zero-shot) | patcher (KP latents) | fused (fuser output)
+class ModelTaskConfig(TaskConfig):
+    eval_module: str = "patcher"  # Paxion models: backbone (zero-shot) | patcher (KP latents) | fused (fuser output)
     compute_val_loss: bool = False  # add the model loss to the eval outputs (selection by val_loss)
     write_predictions: bool = True  # per-sample predictions/scores under <output_dir>/result/
 
 
+PaxionTaskConfig = ModelTaskConfig  # the name the Paxion tasks and configs know
+
+
 def unwrap(model: nn.Module) -> PaxionModel:
     """The PaxionModel inside a DDP wrapper (or the model itself)."""
-    inner = getattr(model, "module", model)
+    inner = unwrap_model(model)
     if not isinstance(inner, PaxionModel):
         raise TypeError(f"this task needs a PaxionModel (model.arch: paxion), got {type(inner).__name__}")
     return inner
 
 
-class PaxionTask(BaseTask):
-    Config = PaxionTaskConfig
+# sample key -> batch key of the per-sample lists the shared ``collate`` does not know (Singularity-format data)
+EXTRA_LIST_KEYS = {
+    "text_ids": "text_ids",  # retrieval: every caption index of a video
+    "question": "question_input",
+    "answers": "answer_input",  # QA training: the answers of a question (list[str])
+    "answer_weights": "answer_weights",  # QA training: one weight per answer
+    "answer_text": "answer_text",  # QA evaluation: the ground-truth answer string
+    "question_id": "question_id",
+}
+
+
+def collate_with_extras(samples: list[dict[str, Any]]) -> Batch:
+    """``collate`` plus the :data:`EXTRA_LIST_KEYS` entries as plain lists."""
+    present = [key for key in EXTRA_LIST_KEYS if key in samples[0]] if samples else []
+    if not present:
+        return collate(samples)
+    batch = collate([{k: v for k, v in s.items() if k not in present} for s in samples])
+    for key in present:
+        batch[EXTRA_LIST_KEYS[key]] = [s[key] for s in samples]
+    return batch
+
+
+class ModelTask(BaseTask):
+    """A task over any registered model: built from ``model.arch``, datasets from its ``preprocess``."""
+
+    Config = ModelTaskConfig
 
     def __init__(self, cfg: Any) -> None:
         super().__init__(cfg)
@@ -45,13 +80,20 @@ class PaxionTask(BaseTask):
         if self.task_cfg.eval_module not in EVAL_MODULES:
             raise ValueError(f"task.eval_module: '{self.task_cfg.eval_module}' is not one of {list(EVAL_MODULES)}")
         self.datasets: dict[str, Dataset] = {}
-        self.model: Optional[PaxionModel] = None
+        self.model: Optional[nn.Module] = None
 
     def build_model(self) -> nn.Module:
-        if self.cfg.model is None or self.cfg.model.arch != "paxion":
-            raise ValueError(f"task '{self.cfg.task.name}' needs model.arch: paxion")
-        self.model = PaxionModel(section(self.cfg, "model"))
+        if self.cfg.model is None or self.cfg.model.get("arch") is None:
+            raise ValueError(f"task '{self.cfg.task.name}' needs a 'model:' section with 'arch'")
+        self.model = registry.get("model", self.cfg.model.arch)(section(self.cfg, "model"))
         return self.model
+
+    def view(self, model: nn.Module) -> Any:
+        """The object a task calls protocol methods on: the unwrapped model (Paxion: seen with eval_module)."""
+        inner = unwrap_model(model)
+        if isinstance(inner, PaxionModel):
+            return PaxionView(inner, self.task_cfg.eval_module)
+        return inner
 
     def dataset_name(self) -> str:
         names = list(self.cfg.datasets.keys()) if self.cfg.datasets else []
@@ -60,34 +102,35 @@ class PaxionTask(BaseTask):
         return str(names[0])
 
     def build_datasets(self, model: nn.Module, splits: list[str]) -> dict[str, Dataset]:
-        """Clips shaped as the backbone expects (its ``preprocess``: frames and size)."""
-        self.model = unwrap(model)
-        pre = self.model.backbone.preprocess
+        """Clips shaped as the model expects: ``preprocess`` frames (``num_frames_test`` on eval splits) and size."""
+        self.model = unwrap_model(model)
+        pre = self.model.preprocess
         name = self.dataset_name()
         builder = registry.get("dataset", name)(section(self.cfg, f"datasets.{name}"))
         train_splits = set(self.cfg.run.train_splits) if not self.cfg.run.evaluate else set()
-        built = {
-            split: builder.build(
-                split, num_frames=pre.num_frames, image_size=pre.image_size, training=split in train_splits
-            )
-            for split in splits
-        }
+        built = {}
+        for split in splits:
+            training = split in train_splits
+            frames = pre.num_frames if training else eval_num_frames(self.model)
+            built[split] = builder.build(split, num_frames=frames, image_size=pre.image_size, training=training)
         self.datasets.update(built)
         return built
 
     def collate_fn(self) -> Optional[Callable[[list[Any]], Batch]]:
-        return collate
+        return collate_with_extras
 
     def train_step(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         parts = model(batch)
         return parts["loss"], {key: value.detach() for key, value in parts.items()}
 
-    def val_loss(self, model: PaxionModel, batch: Batch) -> torch.Tensor:
-        """The batch's model loss repeated per sample (B,), computed without cross-process gathering."""
-        loss = model(batch, gather=False)["loss"].float()
+    def val_loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        """The batch's model loss repeated per sample (B,), without cross-process gathering when supported."""
+        inner = unwrap_model(model)
+        local = {"gather": False} if "gather" in inspect.signature(inner.forward).parameters else {}
+        loss = inner(batch, **local)["loss"].float()
         return loss.expand(len(batch["idx"]))
 
-    def eval_outputs(self, model: PaxionModel, batch: Batch) -> dict[str, Any]:
+    def eval_outputs(self, model: nn.Module, batch: Batch) -> dict[str, Any]:
         """Outputs every task returns: ``idx`` and, when configured, ``val_loss``."""
         out: dict[str, Any] = {"idx": batch["idx"]}
         if self.task_cfg.compute_val_loss:
@@ -109,3 +152,12 @@ class PaxionTask(BaseTask):
             for row in rows:
                 f.write(json.dumps(row) + "\n")
         logger.info("per-sample predictions: %s", path)
+
+
+class PaxionTask(ModelTask):
+    """A task that needs the :class:`PaxionModel` itself (probes over its encodings)."""
+
+    def build_model(self) -> nn.Module:
+        if self.cfg.model is None or self.cfg.model.arch != "paxion":
+            raise ValueError(f"task '{self.cfg.task.name}' needs model.arch: paxion")
+        return super().build_model()

@@ -1,4 +1,6 @@
-"""Multiple-choice video QA (NExT-QA): pick the best of the "question? answer_k" candidates.
+"""Multiple-choice video QA (NExT-QA, MSRVTT-MC): pick the best of each sample's K candidate texts.
+
+Any model with ``encode_video_for_retrieval`` and ``score_candidates`` serves (:mod:`paxion.tasks.protocol`).
 
 Metrics: accuracy (= micro-F1), macro-F1, accuracy per question type; ``agg_metrics`` = macro +
 micro F1 as the original. The NExT-QA training configs select checkpoints by ``val_loss`` instead.
@@ -16,28 +18,34 @@ from torch import nn
 from paxion.metrics import accuracy, macro_f1
 from paxion.registry import registry
 from paxion.tasks.base import Batch
-from paxion.tasks.common import PaxionTask, PaxionTaskConfig, unwrap
+from paxion.tasks import protocol
+from paxion.tasks.common import ModelTask, ModelTaskConfig
 
 
 @dataclass
-class MultiChoiceQAConfig(PaxionTaskConfig):
+class MultiChoiceQAConfig(ModelTaskConfig):
     name: str = "multi_choice_qa"
+    metric_format: str = "paxion"  # paxion: accuracy, macro_f1, per type | singularity: adds {split: percent}
+
+    def __post_init__(self) -> None:
+        if self.metric_format not in ("paxion", "singularity"):
+            raise ValueError(f"task.metric_format: '{self.metric_format}' is not one of ['paxion', 'singularity']")
 
 
 @registry.register("task", "multi_choice_qa")
-class MultiChoiceQATask(PaxionTask):
+class MultiChoiceQATask(ModelTask):
     Config = MultiChoiceQAConfig
 
     @torch.no_grad()
     def eval_step(self, model: nn.Module, batch: Batch) -> dict[str, Any]:
-        model = unwrap(model)
-        module = self.task_cfg.eval_module
+        view, task = self.view(model), self.cfg.task.name
         out = self.eval_outputs(model, batch)
         for key in ("candidates", "answer"):
             if batch.get(key) is None:
                 raise KeyError(f"multiple-choice QA needs '{key}' in the batch (dataset '{self.dataset_name()}')")
-        enc = model.encode_video(batch["video_input"], use_patcher=module != "backbone")
-        logits = model.candidate_logits(enc, [list(c) for c in batch["candidates"]], module)  # (B, K)
+        score = protocol.require(view, "score_candidates", task)
+        state = protocol.require(view, "encode_video_for_retrieval", task)(batch["video_input"])
+        logits = score(state, [list(c) for c in batch["candidates"]])  # (B, K)
         out["scores"] = logits.float().softmax(dim=-1)
         out["pred"] = logits.argmax(dim=-1)
         out["answer"] = torch.as_tensor(batch["answer"]).to(logits.device)
@@ -49,6 +57,9 @@ class MultiChoiceQATask(PaxionTask):
         pred, answer = outputs["pred"], outputs["answer"]
         micro, macro = accuracy(pred, answer), macro_f1(pred, answer)
         metrics.update(accuracy=micro, macro_f1=macro, agg_metrics=micro + macro)
+        if self.task_cfg.metric_format == "singularity":  # MSRVTT-MC: {"test": accuracy in percent, 2 decimals}
+            metrics[split] = round(100.0 * micro, 2)
+            metrics["agg_metrics"] = metrics[split]
         types = outputs["question_type"]
         for qtype in sorted(set(types)):
             mask = torch.tensor([t == qtype for t in types])
