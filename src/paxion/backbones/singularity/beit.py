@@ -9,6 +9,7 @@ function of the image size, and the official loader drops the stored copy anyway
 from __future__ import annotations
 
 import functools
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -188,6 +189,7 @@ class BeitModel(nn.Module):
         layer_scale: float,
         drop_path_rate: float,
         eps: float,
+        pooler: bool = True,
     ) -> None:
         super().__init__()
         if image_size % patch_size:
@@ -200,13 +202,14 @@ class BeitModel(nn.Module):
         self.encoder = BeitEncoder(
             [BeitLayer(width, heads, mlp_width, grid, layer_scale, rate, eps) for rate in rates]
         )
-        self.pooler = BeitPooler(width, eps)
+        # the QA model of the original unsets the pooler (its weights are then not part of the model)
+        self.pooler = BeitPooler(width, eps) if pooler else None
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """images (N, 3, H, W) -> (last hidden state (N, P, D), pooled (N, D))."""
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """images (N, 3, H, W) -> (last hidden state (N, P, D), pooled (N, D) or None without a pooler)."""
         if images.shape[-2:] != (self.image_size, self.image_size):
             raise ValueError(
                 f"BEiT expects {self.image_size}x{self.image_size} frames, got {tuple(images.shape[-2:])}"
             )
         hidden = self.encoder(self.embeddings(images))
-        return hidden, self.pooler(hidden)
+        return hidden, None if self.pooler is None else self.pooler(hidden)

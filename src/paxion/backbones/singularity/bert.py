@@ -1,9 +1,12 @@
-"""Post-LN BERT blocks for Singularity's text encoder and its temporal vision encoder.
+"""Post-LN BERT blocks for Singularity's text encoder, fusion layers, answer decoder and temporal encoder.
 
 Module and parameter names follow the original ``xbert`` / HF BERT layout
-(``encoder.layer.N.attention.self.query`` ...), so the official checkpoint maps onto them by a prefix
-change only. Attention runs through ``scaled_dot_product_attention``; the padding mask is the
-original additive ``-10000`` mask rather than ``-inf``, which keeps fully padded rows finite.
+(``encoder.layer.N.attention.self.query``, ``encoder.layer.N.crossattention.self.key`` ...), so the
+official checkpoint maps onto them by a prefix change only. Layers from index ``cross_from`` on also
+carry a cross-attention block (query from the text, keys/values from the other stream), which runs
+between the self-attention and the feed-forward block. Attention runs through
+``scaled_dot_product_attention``; the padding mask is the original additive ``-10000`` mask rather
+than ``-inf``, which keeps fully padded rows finite.
 """
 
 from __future__ import annotations
@@ -24,22 +27,34 @@ def additive_padding_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> t
     return (1.0 - mask) * PAD_MASK_VALUE
 
 
+def additive_causal_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """attention_mask (B, L) -> additive (B, 1, L, L): query i sees keys j <= i that are not padding."""
+    length = attention_mask.shape[1]
+    causal = torch.ones(length, length, dtype=torch.bool, device=attention_mask.device).tril()  # (L, L)
+    allowed = causal[None, None] & rearrange(attention_mask.bool(), "b l -> b 1 1 l")  # (B, 1, L, L)
+    return (1.0 - allowed.to(dtype)) * PAD_MASK_VALUE
+
+
 class BertSelfAttention(nn.Module):
-    def __init__(self, width: int, heads: int, dropout: float) -> None:
+    """Self-attention, or cross-attention when ``kv_width`` is given (keys/values from a ``context``)."""
+
+    def __init__(self, width: int, heads: int, dropout: float, kv_width: Optional[int] = None) -> None:
         super().__init__()
         if width % heads:
             raise ValueError(f"BERT width {width} is not divisible by {heads} heads")
         self.heads = heads
         self.dropout = dropout
         self.query = nn.Linear(width, width)
-        self.key = nn.Linear(width, width)
-        self.value = nn.Linear(width, width)
+        self.key = nn.Linear(kv_width or width, width)
+        self.value = nn.Linear(kv_width or width, width)
 
-    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
-        """x (B, L, D), mask additive (B, 1, 1, L) or None -> context (B, L, D)."""
-        q, k, v = (
-            rearrange(proj(x), "b l (h d) -> b h l d", h=self.heads) for proj in (self.query, self.key, self.value)
-        )
+    def forward(
+        self, x: torch.Tensor, mask: Optional[torch.Tensor], context: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
+        """x (B, L, D), mask additive (B, 1, 1|L, S) or None, context (B, S, Dc) or None (S = L) -> (B, L, D)."""
+        source = x if context is None else context
+        q = rearrange(self.query(x), "b l (h d) -> b h l d", h=self.heads)
+        k, v = (rearrange(proj(source), "b s (h d) -> b h s d", h=self.heads) for proj in (self.key, self.value))
         if mask is not None:
             mask = mask.to(q.dtype)  # SDPA wants the float mask in the query dtype (bf16 under autocast)
         context = F.scaled_dot_product_attention(
@@ -62,13 +77,15 @@ class BertResidualOutput(nn.Module):
 
 
 class BertAttention(nn.Module):
-    def __init__(self, width: int, heads: int, dropout: float, eps: float) -> None:
+    def __init__(self, width: int, heads: int, dropout: float, eps: float, kv_width: Optional[int] = None) -> None:
         super().__init__()
-        self.self = BertSelfAttention(width, heads, dropout)
+        self.self = BertSelfAttention(width, heads, dropout, kv_width)
         self.output = BertResidualOutput(width, width, dropout, eps)
 
-    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
-        return self.output(self.self(x, mask), x)
+    def forward(
+        self, x: torch.Tensor, mask: Optional[torch.Tensor], context: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
+        return self.output(self.self(x, mask, context), x)
 
 
 class BertIntermediate(nn.Module):
@@ -81,29 +98,71 @@ class BertIntermediate(nn.Module):
 
 
 class BertLayer(nn.Module):
-    """One post-LN self-attention layer (the cross-attention of fusion layers is never built)."""
+    """One post-LN layer: self-attention, then (fusion layers only) cross-attention, then the FFN."""
 
-    def __init__(self, width: int, heads: int, mlp_width: int, dropout: float, eps: float) -> None:
+    def __init__(
+        self, width: int, heads: int, mlp_width: int, dropout: float, eps: float, cross_width: Optional[int] = None
+    ) -> None:
         super().__init__()
         self.attention = BertAttention(width, heads, dropout, eps)
+        if cross_width is not None:
+            self.crossattention = BertAttention(width, heads, dropout, eps, kv_width=cross_width)
         self.intermediate = BertIntermediate(width, mlp_width)
         self.output = BertResidualOutput(mlp_width, width, dropout, eps)
 
-    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """x (B, L, D) -> (B, L, D)."""
+    @property
+    def has_cross_attention(self) -> bool:
+        return hasattr(self, "crossattention")
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: Optional[torch.Tensor] = None,
+        context: Optional[torch.Tensor] = None,
+        context_mask: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """x (B, L, D), context (B, S, Dc) for a fusion layer, context_mask additive (B, 1, 1, S) -> (B, L, D)."""
         x = self.attention(x, mask)
+        if self.has_cross_attention:
+            if context is None:
+                raise ValueError("a fusion (cross-attention) layer needs the other stream's tokens as context")
+            x = self.crossattention(x, context_mask, context)
         return self.output(self.intermediate(x), x)
 
 
 class BertEncoder(nn.Module):
-    def __init__(self, layers: int, width: int, heads: int, mlp_width: int, dropout: float, eps: float) -> None:
-        super().__init__()
-        self.layer = nn.ModuleList(BertLayer(width, heads, mlp_width, dropout, eps) for _ in range(layers))
+    """``layers`` BERT layers; those with index >= ``cross_from`` carry cross-attention to ``cross_width`` tokens."""
 
-    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """x (B, L, D), optional additive mask (B, 1, 1, L) -> (B, L, D)."""
-        for layer in self.layer:
-            x = layer(x, mask)
+    def __init__(
+        self,
+        layers: int,
+        width: int,
+        heads: int,
+        mlp_width: int,
+        dropout: float,
+        eps: float,
+        cross_from: Optional[int] = None,
+        cross_width: Optional[int] = None,
+    ) -> None:
+        super().__init__()
+        first_cross = layers if cross_from is None else cross_from
+        self.layer = nn.ModuleList(
+            BertLayer(width, heads, mlp_width, dropout, eps, cross_width if i >= first_cross else None)
+            for i in range(layers)
+        )
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: Optional[torch.Tensor] = None,
+        context: Optional[torch.Tensor] = None,
+        context_mask: Optional[torch.Tensor] = None,
+        start: int = 0,
+        end: Optional[int] = None,
+    ) -> torch.Tensor:
+        """x (B, L, D) through layers ``start .. end-1`` (default all); masks additive -> (B, L, D)."""
+        for layer in self.layer[start:end]:
+            x = layer(x, mask, context, context_mask)
         return x
 
 
@@ -138,7 +197,13 @@ class BertEmbeddings(nn.Module):
 
 
 class BertTextEncoder(nn.Module):
-    """Embeddings + the first ``fusion_layer`` BERT layers: Singularity's ``mode='text'`` forward."""
+    """Embeddings + BERT layers (xbert's ``BertModel`` without pooler).
+
+    The frozen backbone builds only the first ``fusion_layer`` layers (``mode='text'``). A full system
+    builds all of them with ``cross_from=fusion_layer``: :meth:`forward` with ``end=fusion_layer`` is the
+    text mode, :meth:`fuse` the ``mode='fusion'`` pass over the remaining layers, and ``forward`` with a
+    context over every layer the ``multi_modal`` mode. ``causal=True`` makes it the answer decoder.
+    """
 
     def __init__(
         self,
@@ -152,12 +217,97 @@ class BertTextEncoder(nn.Module):
         mlp_width: int,
         dropout: float,
         eps: float,
+        cross_from: Optional[int] = None,
+        cross_width: Optional[int] = None,
+        causal: bool = False,
     ) -> None:
         super().__init__()
+        self.causal = causal
         self.embeddings = BertEmbeddings(vocab_size, max_positions, type_vocab_size, width, dropout, eps)
-        self.encoder = BertEncoder(layers, width, heads, mlp_width, dropout, eps)
+        self.encoder = BertEncoder(layers, width, heads, mlp_width, dropout, eps, cross_from, cross_width)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """input_ids, attention_mask (B, L) -> last hidden state (B, L, D)."""
+    def self_mask(self, attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """(B, L) -> additive (B, 1, 1, L), or (B, 1, L, L) with the causal mask of a decoder."""
+        if self.causal:
+            return additive_causal_mask(attention_mask, dtype)
+        return additive_padding_mask(attention_mask, dtype)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        context: Optional[torch.Tensor] = None,
+        context_mask: Optional[torch.Tensor] = None,
+        end: Optional[int] = None,
+    ) -> torch.Tensor:
+        """input_ids, attention_mask (B, L); optional context (B, S, Dc) + mask (B, S) -> hidden (B, L, D)."""
         x = self.embeddings(input_ids)
-        return self.encoder(x, additive_padding_mask(attention_mask, x.dtype))
+        cross_mask = None if context_mask is None else additive_padding_mask(context_mask, x.dtype)
+        return self.encoder(x, self.self_mask(attention_mask, x.dtype), context, cross_mask, end=end)
+
+    def fuse(
+        self,
+        hidden: torch.Tensor,
+        attention_mask: torch.Tensor,
+        context: torch.Tensor,
+        start: int,
+        context_mask: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """Text hidden (B, L, D) from layer ``start`` on, cross-attending to context (B, S, Dc) -> (B, L, D)."""
+        cross_mask = None if context_mask is None else additive_padding_mask(context_mask, hidden.dtype)
+        return self.encoder(hidden, self.self_mask(attention_mask, hidden.dtype), context, cross_mask, start=start)
+
+
+class BertPredictionHeadTransform(nn.Module):
+    def __init__(self, width: int, eps: float) -> None:
+        super().__init__()
+        self.dense = nn.Linear(width, width)
+        self.LayerNorm = nn.LayerNorm(width, eps=eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(F.gelu(self.dense(x)))
+
+
+class BertLMPredictionHead(nn.Module):
+    """transform -> vocabulary logits; ``decoder.bias`` is ``bias`` (one tensor under two names, as in xbert)."""
+
+    def __init__(self, width: int, vocab_size: int, eps: float) -> None:
+        super().__init__()
+        self.transform = BertPredictionHeadTransform(width, eps)
+        self.decoder = nn.Linear(width, vocab_size)
+        self.bias = self.decoder.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., D) -> (..., V)."""
+        return self.decoder(self.transform(x))
+
+
+class BertLMHead(nn.Module):
+    """``cls.predictions``: BERT's MLM / LM head; its decoder weight is tied to the word embeddings."""
+
+    def __init__(self, width: int, vocab_size: int, eps: float, word_embeddings: nn.Embedding) -> None:
+        super().__init__()
+        self.predictions = BertLMPredictionHead(width, vocab_size, eps)
+        self.predictions.decoder.weight = word_embeddings.weight  # tied, as HF's tie_weights does
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.predictions(x)
+
+
+class BertLMHeadModel(nn.Module):
+    """xbert's ``BertLMHeadModel``: a (causal) BERT under ``bert`` and the tied LM head under ``cls``."""
+
+    def __init__(self, bert: BertTextEncoder, width: int, vocab_size: int, eps: float) -> None:
+        super().__init__()
+        self.bert = bert
+        self.cls = BertLMHead(width, vocab_size, eps, bert.embeddings.word_embeddings)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        context: torch.Tensor,
+        context_mask: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """input_ids (B, L), context (B, S, Dc) + mask (B, S) -> vocabulary logits (B, L, V)."""
+        return self.cls(self.bert(input_ids, attention_mask, context, context_mask))

@@ -89,6 +89,14 @@ SINGULARITY_TINY = SingularityConfig(
 )
 
 
+def temporal_embedding_rows(table: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """table (1, F, 1, D) -> (1, T, 1, D): the first T rows, or a linear resample when T > F."""
+    if num_frames <= table.shape[1]:
+        return table[:, :num_frames]
+    rows = F.interpolate(rearrange(table, "1 f 1 d -> 1 d f"), size=num_frames, mode="linear", align_corners=False)
+    return rearrange(rows, "1 d t -> 1 t 1 d")
+
+
 class SingularityBackbone(VideoTextBackbone):
     """Frozen-backbone view of Singularity-temporal; parameter names equal the official checkpoint's."""
 
@@ -178,12 +186,7 @@ class SingularityBackbone(VideoTextBackbone):
 
     def temporal_embedding(self, num_frames: int) -> torch.Tensor:
         """-> (1, T, 1, Dv): the first T rows, or a linear resample when T exceeds the stored rows."""
-        stored = self.temporal_embeddings.shape[1]
-        if num_frames <= stored:
-            return self.temporal_embeddings[:, :num_frames]
-        table = rearrange(self.temporal_embeddings, "1 f 1 d -> 1 d f")
-        table = F.interpolate(table, size=num_frames, mode="linear", align_corners=False)
-        return rearrange(table, "1 d t -> 1 t 1 d")
+        return temporal_embedding_rows(self.temporal_embeddings, num_frames)
 
     def aggregate(self, features: FrameFeatures) -> tuple[torch.Tensor, torch.Tensor]:
         """frame features -> (pooled (B, E), tokens (B, T, P, Dv) from the temporal encoder)."""

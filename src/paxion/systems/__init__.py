@@ -1,0 +1,3 @@
+"""Full systems: each a registered model composing parts, its objectives and its checkpoint converter."""
+
+from paxion.systems import singularity  # noqa: F401  (registration side effects)

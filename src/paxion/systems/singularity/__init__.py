@@ -1,0 +1,6 @@
+"""Singularity (Lei et al., 2022): single-frame training, multi-frame testing; retrieval and QA models."""
+
+from paxion.systems.singularity.config import SingularityQAConfig, SingularityRetrievalConfig
+from paxion.systems.singularity.retrieval import SingularityRetrieval
+
+__all__ = ["SingularityQAConfig", "SingularityRetrieval", "SingularityRetrievalConfig"]
