@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -324,11 +325,38 @@ def section(cfg: DictConfig, key: str) -> Any:
 
 
 def save_config(cfg: DictConfig, output_dir: str | Path) -> Path:
-    """Write the fully resolved config next to the run's outputs."""
+    """Write the fully resolved config, and the environment it runs in, next to the run's outputs."""
     out = Path(output_dir) / "config.yaml"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    (out.parent / "environment.json").write_text(json.dumps(environment(), indent=2))
     return out
+
+
+def environment() -> dict[str, Any]:
+    """Versions, device and machine of this process (``environment.json``, read by ``paxion.report``)."""
+    import platform
+    from datetime import datetime, timezone
+    from importlib import metadata
+
+    import torch
+
+    cuda = torch.cuda.is_initialized()  # the runner picked a GPU (dist.init_distributed sets it)
+    try:
+        version = metadata.version("paxion")
+    except metadata.PackageNotFoundError:
+        version = "not installed"
+    return {
+        "started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "device": f"cuda:{torch.cuda.current_device()} ({torch.cuda.get_device_name()})" if cuda else "cpu",
+        "world_size": int(os.environ.get("WORLD_SIZE", 1)),
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "paxion": version,
+        "platform": platform.platform(),
+    }
 
 
 # --------------------------------------------------------------------------- command line
