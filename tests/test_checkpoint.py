@@ -60,15 +60,60 @@ def test_failed_save_keeps_previous_checkpoint(tmp_path: Path, monkeypatch: pyte
         raise OSError("disk full")
 
     monkeypatch.setattr(ckpt_lib.torch, "save", torn_save)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(CheckpointError, match=r"latest.pth: cannot write checkpoint \(OSError: disk full\); the previous"):
         atomic_save({"model": {"w": torch.zeros(3)}}, path)
     monkeypatch.undo()
     assert torch.equal(load_checkpoint(path)["model"]["w"], torch.ones(3))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.pth"]  # temp file cleaned up
 
 
-# loads checkpoint.py by path: it needs only torch, and importing the whole package (backbones and
-# their tokenizers) would cost this subprocess seconds
+# a real write failure: a file-size limit (RLIMIT_FSIZE) makes the kernel refuse the bytes past it,
+# as a full disk would (EFBIG instead of ENOSPC)
+_LIMITED_WRITER = """
+import resource, signal, sys, torch
+from paxion import checkpoint
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the process dies instead of seeing the error
+checkpoint.atomic_save({"model": {"w": torch.ones(1000)}}, sys.argv[1])
+resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+try:
+    checkpoint.atomic_save({"model": {"w": torch.zeros(100_000)}}, sys.argv[1])
+except checkpoint.CheckpointError as exc:
+    print(exc)
+"""
+
+
+def test_write_failure_names_the_file_and_keeps_the_previous_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "latest.pth"
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(_LIMITED_WRITER), str(path)],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"{path}: cannot write checkpoint" in proc.stdout and "the previous file is unchanged" in proc.stdout
+    assert torch.equal(load_checkpoint(path)["model"]["w"], torch.ones(1000))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.pth"]  # no temporary file left
+
+
+def test_stale_temp_files_are_removed(tmp_path: Path) -> None:
+    atomic_save({"model": {"w": torch.ones(3)}}, tmp_path / "latest.pth")
+    (tmp_path / ".latest.pth.tmp-4242").write_bytes(b"PK torn")
+    (tmp_path / ".best.pth.tmp-17").write_bytes(b"")
+    (tmp_path / "notes.tmp-1").write_text("not ours")
+    removed = ckpt_lib.remove_stale_temp_files(tmp_path)
+    assert sorted(p.name for p in removed) == [".best.pth.tmp-17", ".latest.pth.tmp-4242"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.pth", "notes.tmp-1"]
+
+
+def test_one_checkpoint_error_class() -> None:
+    from paxion.backbones import base
+
+    assert ckpt_lib.CheckpointError is base.CheckpointError
+
+
+# loads checkpoint.py by path (it imports paxion.backbones.base for its error class)
 _KILLED_WRITER = """
 import importlib.util, sys, time, torch
 spec = importlib.util.spec_from_file_location("ckpt_under_test", sys.argv[3])
@@ -129,6 +174,9 @@ def test_unsafe_or_foreign_files_are_refused(tmp_path: Path) -> None:
         load_checkpoint(tmp_path / "foreign.pth")
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(tmp_path / "missing.pth")
+    (tmp_path / "notes.pth").write_text("these are my notes, not a checkpoint\n")
+    with pytest.raises(CheckpointError, match=r"notes.pth: not a torch.save archive"):
+        load_checkpoint(tmp_path / "notes.pth")
 
 
 def test_trainable_parameter_saved_under_another_name_round_trips() -> None:

@@ -17,9 +17,11 @@ A checkpoint is one ``torch.save`` file holding plain containers and tensors onl
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
+import zipfile
 from pathlib import Path
 from typing import Any, Optional
 
@@ -27,31 +29,38 @@ import numpy as np
 import torch
 from torch import nn
 
+from paxion.backbones.base import CheckpointError  # the one checkpoint error, re-exported from here
+
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be used; the message names the file and the offending keys."""
+TMP_PREFIX, TMP_INFIX = ".", ".tmp-"  # temporary file of an atomic save: ".latest.pth.tmp-<pid>"
 
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
     """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``.
 
-    A crash at any moment leaves either the previous file or the new one, never a torn file.
+    A crash at any moment leaves either the previous file or the new one, never a torn file (a crash
+    may leave the temporary file, which :func:`remove_stale_temp_files` clears at the next start).
+    A failed write (disk full, quota, permissions) raises :class:`CheckpointError` naming the file.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f"{TMP_PREFIX}{path.name}{TMP_INFIX}{os.getpid()}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except Exception as exc:  # OSError, or torch's RuntimeError "file write failed" on a full disk
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        kept = "the previous file is unchanged" if path.is_file() else "nothing was written"
+        raise CheckpointError(f"{path}: cannot write checkpoint ({type(exc).__name__}: {exc}); {kept}") from exc
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
         raise
     # the rename itself is durable only once the directory entry is flushed
     dir_fd = os.open(path.parent, os.O_RDONLY)
@@ -69,6 +78,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
+        if not zipfile.is_zipfile(path):  # torn by a crash outside atomic_save, or not a checkpoint at all
+            raise CheckpointError(f"{path}: not a torch.save archive (truncated or foreign file)") from exc
         raise CheckpointError(f"{path}: cannot be loaded safely ({type(exc).__name__}: {exc})") from exc
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         raise CheckpointError(f"{path}: not a paxion checkpoint (no 'model' entry)")
@@ -149,3 +160,25 @@ def _as_tuples(obj: Any) -> Any:
 def find_latest(output_dir: str | Path) -> Optional[Path]:
     path = Path(output_dir) / "latest.pth"
     return path if path.is_file() else None
+
+
+def remove_stale_temp_files(output_dir: str | Path) -> list[Path]:
+    """Delete the temporary files that a crash during :func:`atomic_save` left in ``output_dir``."""
+    stale = sorted(Path(output_dir).glob(f"{TMP_PREFIX}*.pth{TMP_INFIX}*"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+def usable_checkpoints(output_dir: str | Path, exclude: Path) -> list[Path]:
+    """Other checkpoints in ``output_dir`` whose archive is intact (CRC-checked), newest first."""
+    found = [p for p in Path(output_dir).glob("*.pth") if p.resolve() != Path(exclude).resolve()]
+    intact = []
+    for path in sorted(found, key=lambda p: p.stat().st_mtime, reverse=True):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                if archive.testzip() is None:
+                    intact.append(path)
+        except (OSError, zipfile.BadZipFile):
+            continue
+    return intact

@@ -126,19 +126,52 @@ class RunConfig:
     wandb: WandbConfig = field(default_factory=WandbConfig)
     dist_timeout_s: int = 1800
     ddp_find_unused_parameters: bool = False  # only for models whose trainable parts may sit out a step
+    # a non-finite training loss stops the run; up to this many such steps are skipped first (no update)
+    max_nonfinite_steps: int = 0
 
     def __post_init__(self) -> None:
         _check_choice("run.precision", self.precision, PRECISIONS)
         _check_choice("run.metric_mode", self.metric_mode, ("max", "min"))
         _check_choice("run.resume", self.resume, ("none", "auto"))
         _check_choice("run.device", self.device, ("auto", "cpu", "cuda"))
-        if self.accum_grad_iters < 1:
-            raise ValueError(f"run.accum_grad_iters must be >= 1, got {self.accum_grad_iters}")
+        for key, low in _RUN_MINIMA.items():
+            _check_at_least(f"run.{key}", getattr(self, key), low)
+        if not self.output_dir:
+            raise ValueError("run.output_dir must not be empty")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"run.betas must be two numbers in [0, 1), got {list(self.betas)}")
+        if self.grad_clip_norm is not None and not self.grad_clip_norm > 0:
+            raise ValueError(f"run.grad_clip_norm must be > 0 or null, got {self.grad_clip_norm}")
+
+
+# smallest valid value of each numeric run.* key (None values mean "unset" and are not checked)
+_RUN_MINIMA: dict[str, float] = {
+    "batch_size_train": 1,
+    "batch_size_eval": 1,
+    "max_epoch": 0,
+    "max_iters_per_epoch": 1,
+    "init_lr": 0.0,
+    "min_lr": 0.0,
+    "warmup_steps": 0,
+    "weight_decay": 0.0,
+    "accum_grad_iters": 1,
+    "num_workers": 0,
+    "prefetch_factor": 1,
+    "save_every_n_steps": 0,
+    "log_freq": 1,
+    "dist_timeout_s": 1,
+    "max_nonfinite_steps": 0,
+}
 
 
 def _check_choice(key: str, value: str, choices: Sequence[str]) -> None:
     if value not in choices:
         raise ValueError(f"{key}: '{value}' is not one of {list(choices)}")
+
+
+def _check_at_least(key: str, value: Optional[float], low: float) -> None:
+    if value is not None and not value >= low:  # "not >=" also refuses NaN
+        raise ValueError(f"{key} must be >= {low:g}, got {value}")
 
 
 @dataclass
@@ -148,6 +181,7 @@ class ExperimentConfig:
     model: Any = None  # schema: registry "model" entry named by model.arch
     task: Any = None  # schema: registry "task" entry named by task.name
     datasets: Any = None  # schema: one registry "dataset" builder per key
+    techniques: Any = None  # schema: one registry "technique" per key (applied in order)
 
 
 # --------------------------------------------------------------------------- reading YAML layers
@@ -233,6 +267,12 @@ def build_schema(layers: list[tuple[str, DictConfig]]) -> DictConfig:
             if ds_name not in datasets:
                 datasets[ds_name] = _component_schema("dataset", str(ds_name), src, f"datasets.{ds_name}")
     schema.datasets = datasets
+    techniques: dict[str, Any] = {}
+    for src, layer in layers:
+        for name in (layer.get("techniques") or {}).keys():
+            if name not in techniques:
+                techniques[name] = _component_schema("technique", str(name), src, f"techniques.{name}")
+    schema.techniques = techniques
     OmegaConf.set_struct(schema, True)
     return schema
 
@@ -281,6 +321,7 @@ def _blame(layers: list[tuple[str, DictConfig]], section: str, node: DictConfig,
 def _check_sections(cfg: DictConfig, layers: list[tuple[str, DictConfig]]) -> None:
     """Instantiate every dataclass section so that ``__post_init__`` checks run and interpolations resolve."""
     sections = ["paths", "run", "model", "task"] + [f"datasets.{k}" for k in (cfg.datasets or {}).keys()]
+    sections += [f"techniques.{k}" for k in (cfg.techniques or {}).keys()]
     for section in sections:
         node = OmegaConf.select(cfg, section)
         if node is None:
@@ -322,6 +363,19 @@ def _expand_user_paths(cfg: DictConfig) -> None:
 def section(cfg: DictConfig, key: str) -> Any:
     """A config section as its dataclass instance (``section(cfg, "run") -> RunConfig``)."""
     return OmegaConf.to_object(OmegaConf.select(cfg, key))
+
+
+def prepare_output_dir(output_dir: str | Path) -> Path:
+    """Create ``run.output_dir`` and make sure files can be written in it; a :class:`ConfigError` if not."""
+    path = Path(output_dir)
+    probe = path / f".write-test-{os.getpid()}"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"run.output_dir={output_dir}: cannot write there ({exc.strerror or exc})") from None
+    return path
 
 
 def save_config(cfg: DictConfig, output_dir: str | Path) -> Path:
@@ -368,5 +422,8 @@ def parse_cli(argv: Optional[Sequence[str]], description: str) -> tuple[str, lis
     parser.add_argument("--cfg-path", "--config", dest="cfg_path", required=True, help="experiment YAML")
     parser.add_argument("--options", nargs="+", default=[], help="overrides a.b=c (LAVIS style)")
     parser.add_argument("overrides", nargs="*", help="overrides a.b=c")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of a config/checkpoint/data error (or PAXION_DEBUG=1)"
+    )
     args = parser.parse_args(argv)
     return args.cfg_path, list(args.options) + list(args.overrides)

@@ -63,6 +63,11 @@ def setup_logging(output_dir: Optional[str | Path], rank: int, level: int = logg
     root.setLevel(min(root.level or level, level))
 
 
+def logging_configured() -> bool:
+    """Whether :func:`setup_logging` installed its handlers (console, and ``log.txt`` on rank 0)."""
+    return any(getattr(h, _OWN_HANDLER, False) for h in logging.getLogger().handlers)
+
+
 def _scalars(record: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
@@ -79,7 +84,8 @@ class MetricLogger:
             return
         out = Path(output_dir)
         out.mkdir(parents=True, exist_ok=True)
-        self._jsonl = open(out / "metrics.jsonl", "a", buffering=1)
+        self._jsonl_path = out / "metrics.jsonl"
+        self._jsonl = open(self._jsonl_path, "a", buffering=1)
         if run.tensorboard:
             from torch.utils.tensorboard import SummaryWriter  # imported lazily: tensorboard is slow to import
 
@@ -98,6 +104,24 @@ class MetricLogger:
                 self._tb.add_scalar(key, value, step)
         if self._wandb is not None:
             self._wandb.log(numbers, step=step)
+
+    def offset(self) -> int:
+        """Bytes in ``metrics.jsonl`` so far (0 when disabled); a checkpoint stores it."""
+        if self._jsonl is None:
+            return 0
+        self._jsonl.flush()
+        return os.fstat(self._jsonl.fileno()).st_size
+
+    def truncate(self, offset: int) -> int:
+        """Cut ``metrics.jsonl`` back to ``offset`` bytes (records of steps a resume repeats); -> records removed."""
+        size = self.offset()
+        if self._jsonl is None or size <= offset:
+            return 0
+        with open(self._jsonl_path, "rb") as f:
+            f.seek(offset)
+            dropped = f.read().count(b"\n")
+        os.truncate(self._jsonl_path, offset)  # the file is open in append mode: the next record follows
+        return dropped
 
     def close(self) -> None:
         if self._jsonl is not None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import random
+import signal
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,11 +26,19 @@ from torch.utils.data import ConcatDataset, Dataset
 
 from paxion import checkpoint as ckpt_lib
 from paxion import dist
-from paxion.config import RunConfig, save_config, section
+from paxion.config import RunConfig, prepare_output_dir, save_config, section
 from paxion.logger import MetricLogger, progress
 from paxion.optim import build_optimizer, build_schedule
+from paxion.run_guards import (
+    NonFiniteLossError,
+    StopSignals,
+    TrainingInterrupted,
+    format_terms,
+    ignore_stop_signals,
+)
 from paxion.samplers import build_eval_loader, build_train_loader
 from paxion.tasks.base import BaseTask, Batch
+from paxion.techniques import build_techniques
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +52,7 @@ class TrainState:
     global_step: int = 0  # optimizer updates so far
     best_metric: Optional[float] = None
     best_epoch: int = -1
+    nonfinite_steps: int = 0  # updates skipped because of a non-finite loss (run.max_nonfinite_steps)
 
 
 def set_seed(seed: int) -> None:
@@ -69,9 +80,13 @@ class Runner:
         self.device = device or dist.init_distributed(self.run.device, self.run.dist_timeout_s)
         self.output_dir = Path(self.run.output_dir)
         if dist.is_main():
+            prepare_output_dir(self.output_dir)
+            for stale in ckpt_lib.remove_stale_temp_files(self.output_dir):
+                logger.warning("removed %s, left by an interrupted checkpoint write", stale)
             save_config(cfg, self.output_dir)
         set_seed(self.run.seed)  # the same seed on every rank: identical initial weights everywhere
         self.model = task.build_model().to(self.device)
+        self.techniques = build_techniques(cfg, self.model)  # `techniques:` section (IWO, weight patching, SWA)
         set_seed(self.run.seed + dist.get_rank())
         self.amp_dtype = AMP_DTYPES[self.run.precision]
         self.state = TrainState()
@@ -79,16 +94,26 @@ class Runner:
         self._skipped: list[dict[str, Any]] = []  # this rank's unreported skipped videos
         self._skipped_total: list[dict[str, Any]] = []  # all ranks, rank 0 only
         self._eval_loaders: dict[str, Any] = {}
+        self._stop = StopSignals()  # installed while train() runs
 
     # ------------------------------------------------------------------ public entry points
 
     def train(self) -> dict[str, dict[str, Any]]:
-        """Train ``run.max_epoch`` epochs (resuming if asked), then score test and valid splits with best weights."""
+        """Train ``run.max_epoch`` epochs (resuming if asked), then score test and valid splits with best weights.
+
+        SIGINT/SIGTERM save ``latest.pth`` at the next step boundary and raise :class:`TrainingInterrupted`;
+        a non-finite loss raises :class:`NonFiniteLossError` (after ``run.max_nonfinite_steps`` skipped steps).
+        """
+        with StopSignals() as self._stop:
+            return self._train()
+
+    def _train(self) -> dict[str, dict[str, Any]]:
         run = self.run
         eval_splits = list(dict.fromkeys(run.valid_splits + run.test_splits))
         datasets = self.task.build_datasets(self.model, list(dict.fromkeys(run.train_splits + eval_splits)))
         train_set = self._train_dataset(datasets)
         loader, sampler = build_train_loader(train_set, run, self.task.collate_fn(), self.device)
+        loader.worker_init_fn = ignore_stop_signals(loader.worker_init_fn)  # only the main process stops
         iters = sampler.num_samples // run.batch_size_train
         if run.max_iters_per_epoch is not None:
             iters = min(iters, run.max_iters_per_epoch)
@@ -104,6 +129,7 @@ class Runner:
             start = self.state.iter_in_epoch
             sampler.set_epoch(epoch, start * run.batch_size_train)
             self._train_epoch(model, loader, epoch, start, iters, parts)
+            self.techniques.on_epoch_end(self.model, epoch)
             self._finish_epoch(epoch, datasets, parts)
         return self._final_evaluation(datasets)
 
@@ -157,11 +183,15 @@ class Runner:
         return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
     def _train_epoch(self, model: nn.Module, loader: Any, epoch: int, start: int, iters: int, parts: dict) -> None:
-        run, optimizer, scaler = self.run, parts["optimizer"], parts["scaler"]
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        run = self.run
         model.train()
-        loss_sum = torch.zeros((), device=self.device)
+        loss_sum = torch.zeros((), device=self.device)  # finite losses only
+        finite_count = torch.zeros((), device=self.device)
+        micro: list[tuple[torch.Tensor, dict]] = []  # (loss, logs) of the micro-batches of this update
         window_start, tic = start, time.perf_counter()
+        step = self.techniques.wrap_train_step(
+            self.task.train_step, lambda extra: parts["scaler"].scale(extra / run.accum_grad_iters).backward()
+        )
         bar = progress(
             zip(range(start, iters), loader), iters, f"epoch {epoch}", dist.is_main() and run.progress_bar, start
         )
@@ -176,24 +206,92 @@ class Runner:
             )
             with no_sync:
                 with self._autocast():
-                    loss, logs = self.task.train_step(model, batch)
-                scaler.scale(loss / run.accum_grad_iters).backward()
-            loss_sum += loss.detach()
+                    loss, logs = step(model, batch)
+                parts["scaler"].scale(loss / run.accum_grad_iters).backward()
+            loss = loss.detach()
+            finite = torch.isfinite(loss)
+            loss_sum += torch.where(finite, loss, 0.0)
+            finite_count += finite
+            micro.append((loss, logs))
             if update:
-                if run.grad_clip_norm is not None:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(trainable, run.grad_clip_norm)
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
-                self.state.global_step += 1
-                self.state.iter_in_epoch = it + 1
-                if run.save_every_n_steps > 0 and self.state.global_step % run.save_every_n_steps == 0:
-                    self._save("latest.pth", parts)
+                self._update(epoch, it, iters, micro, parts)
+                micro = []
             if (it + 1) % run.log_freq == 0 or it + 1 == iters:
                 rate = (it + 1 - window_start) / max(time.perf_counter() - tic, 1e-9)
-                self._log_train(epoch, it, lr, rate, loss_sum / (it + 1 - start), logs, scaler)
+                self._log_train(epoch, it, lr, rate, loss_sum / finite_count.clamp(min=1), logs, parts["scaler"])
                 window_start, tic = it + 1, time.perf_counter()
+
+    def _update(self, epoch: int, it: int, iters: int, micro: list[tuple[torch.Tensor, dict]], parts: dict) -> None:
+        """Optimizer step unless a loss of ``micro`` is non-finite; then save/stop as asked.
+
+        One host sync per update: the non-finite and stop flags, agreed by every rank.
+        """
+        run, optimizer, scaler = self.run, parts["optimizer"], parts["scaler"]
+        grad_norm = None
+        if run.grad_clip_norm is not None:
+            scaler.unscale_(optimizer)
+            trainable = [p for p in self.model.parameters() if p.requires_grad]
+            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, run.grad_clip_norm)
+        bad = ~torch.isfinite(torch.stack([loss for loss, _ in micro])).all()
+        if grad_norm is not None and not scaler.is_enabled():  # fp16 overflow is the scaler's business
+            bad = bad | ~torch.isfinite(grad_norm)
+        flags = torch.stack([bad.float(), torch.tensor(float(self._stop.signum is not None), device=self.device)])
+        if dist.is_dist():
+            torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
+        skip, stop = (bool(f) for f in flags.tolist())
+        if skip:
+            self._skip_nonfinite(epoch, it, iters, micro, grad_norm)
+            if scaler.is_enabled():  # keep the scaler's bookkeeping whole and let it back off
+                if grad_norm is None:
+                    scaler.unscale_(optimizer)
+                scaler.update()
+        else:
+            scaler.step(optimizer)
+            scaler.update()
+            self.state.global_step += 1
+        optimizer.zero_grad(set_to_none=True)
+        self.state.iter_in_epoch = it + 1
+        due = not skip and run.save_every_n_steps > 0 and self.state.global_step % run.save_every_n_steps == 0
+        if due or stop:
+            self._save("latest.pth", parts)
+        if stop:
+            raise self._interrupted()
+
+    def _skip_nonfinite(
+        self, epoch: int, it: int, iters: int, micro: list[tuple[torch.Tensor, dict]], grad_norm: Any
+    ) -> None:
+        """Count a non-finite update; raise :class:`NonFiniteLossError` once past ``run.max_nonfinite_steps``."""
+        state, allowed = self.state, self.run.max_nonfinite_steps
+        state.nonfinite_steps += 1
+        bad = [(loss, logs) for loss, logs in micro if not torch.isfinite(loss)]
+        terms = format_terms(*bad[0]) if bad else f"loss terms finite on rank {dist.get_rank()}"
+        if grad_norm is not None:
+            terms += f" grad_norm={float(grad_norm):.6g}"
+        where = f"epoch {epoch}, iteration {it + 1} of {iters}, global step {state.global_step}"
+        message = f"non-finite training loss at {where}: {terms}"
+        if state.nonfinite_steps > allowed:
+            raise NonFiniteLossError(
+                f"{message}. Stopped: {state.nonfinite_steps} non-finite step(s), run.max_nonfinite_steps={allowed} "
+                "(lower run.init_lr, set run.grad_clip_norm, or allow skipping with run.max_nonfinite_steps=N)"
+            )
+        logger.warning("%s: update skipped (%d of at most %d)", message, state.nonfinite_steps, allowed)
+
+    def _interrupted(self) -> TrainingInterrupted:
+        signum = self._stop.signum or signal.SIGTERM
+        state = self.state
+        return TrainingInterrupted(
+            signum,
+            f"stopped by {signal.Signals(signum).name} at epoch {state.epoch}, iteration {state.iter_in_epoch} "
+            f"(global step {state.global_step}); {self.output_dir / 'latest.pth'} saved: continue with "
+            f"run.resume=auto and the same run.output_dir",
+        )
+
+    def _stop_requested(self) -> bool:
+        """Whether any rank received a stop signal (a collective: every rank must call it)."""
+        flag = torch.tensor(float(self._stop.signum is not None), device=self.device)
+        if dist.is_dist():
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return bool(flag.item())
 
     def _log_train(
         self, epoch: int, it: int, lr: float, rate: float, mean_loss: torch.Tensor, logs: dict, scaler: Any
@@ -225,13 +323,26 @@ class Runner:
             better = state.best_metric is None or (
                 value > state.best_metric if run.metric_mode == "max" else value < state.best_metric
             )
-            if better:
+            if better and self._may_become_best(value, epoch):
                 state.best_metric, state.best_epoch = value, epoch
                 self._save("best.pth", parts)
                 logger.info("new best %s=%.6g at epoch %d", run.agg_metric, value, epoch)
         if run.save_after_every_epoch:
             self._save(f"checkpoint_{epoch}.pth", parts)
         self._save("latest.pth", parts)
+        if self._stop_requested():
+            raise self._interrupted()
+
+    def _may_become_best(self, value: float, epoch: int) -> bool:
+        """A NaN/inf metric, or non-finite trainable weights, never make a "best" checkpoint."""
+        if not math.isfinite(value):
+            logger.error("epoch %d: %s=%s is not finite: not a candidate for best.pth", epoch, self.run.agg_metric, value)
+            return False
+        finite = torch.stack([torch.isfinite(p).all() for p in self.model.parameters() if p.requires_grad])
+        if not bool(finite.all()):
+            logger.error("epoch %d: trainable weights hold NaN/inf: not a candidate for best.pth", epoch)
+            return False
+        return True
 
     def _agg_metric(self, metrics: dict[str, Any], split: str) -> float:
         if self.run.agg_metric not in metrics:
@@ -244,8 +355,15 @@ class Runner:
         if self.run.valid_splits and best.is_file():
             self.load_weights(best)
             epoch = self.state.best_epoch
+        elif self.run.valid_splits and self.state.best_metric is None:
+            logger.error("no epoch had a finite %s: the final scores use the last weights", self.run.agg_metric)
         splits = list(dict.fromkeys(self.run.test_splits + self.run.valid_splits))
-        return {split: self._evaluate_and_write(split, datasets[split], epoch) for split in splits}
+        results = {}
+        for split in splits:
+            if self._stop_requested():  # latest.pth of the last epoch is on disk: a resume redoes this part
+                raise self._interrupted()
+            results[split] = self._evaluate_and_write(split, datasets[split], epoch)
+        return results
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -262,6 +380,7 @@ class Runner:
             "rng": rng,
             "world_size": dist.get_world_size(),
             "config": OmegaConf.to_yaml(self.cfg, resolve=True),
+            "metrics_offset": self.metrics.offset(),  # metrics.jsonl bytes written so far: cut back on resume
         }
         ckpt_lib.atomic_save(payload, self.output_dir / name)
         logger.info(
@@ -286,11 +405,15 @@ class Runner:
             if self.run.load_ckpt_path:
                 self.load_weights(self.run.load_ckpt_path)
             return None
-        ckpt = ckpt_lib.load_checkpoint(path)
+        ckpt = self._load_resume_checkpoint(Path(path))
         ckpt_lib.load_model_weights(self.model, ckpt["model"], source=str(path))
         for key, part in parts.items():
             part.load_state_dict(ckpt[key])
-        self.state = TrainState(**{k: ckpt[k] for k in asdict(self.state)})
+        self.state = TrainState(**{k: ckpt[k] for k in asdict(self.state) if k in ckpt})
+        if Path(path).resolve().parent == self.output_dir.resolve() and "metrics_offset" in ckpt:
+            dropped = self.metrics.truncate(ckpt["metrics_offset"])  # records of the lost steps
+            if dropped:
+                logger.info("metrics.jsonl: removed %d records written after %s was saved", dropped, path)
         logger.info(
             "resumed from %s at epoch %d, iter %d, step %d",
             path,
@@ -307,6 +430,20 @@ class Runner:
             set_seed(self.run.seed + dist.get_rank() + self.state.global_step)
             return None
         return ckpt["rng"][dist.get_rank()]
+
+    def _load_resume_checkpoint(self, path: Path) -> dict[str, Any]:
+        """``load_checkpoint``; when it fails, the error also names the intact checkpoints next to it."""
+        try:
+            return ckpt_lib.load_checkpoint(path)
+        except ckpt_lib.CheckpointError as exc:
+            others = ckpt_lib.usable_checkpoints(path.parent, exclude=path) if path.parent.is_dir() else []
+            hint = (
+                f"; intact checkpoints there: {', '.join(p.name for p in others)} "
+                f"(resume from one with run.resume_ckpt_path={others[0]})"
+                if others
+                else "; no other intact checkpoint there"
+            )
+            raise ckpt_lib.CheckpointError(f"cannot resume: {exc}{hint}") from exc
 
     # ------------------------------------------------------------------ evaluation
 
@@ -337,7 +474,8 @@ class Runner:
         return metrics
 
     def _evaluate_and_write(self, split: str, dataset: Dataset, epoch: Any) -> dict[str, Any]:
-        metrics = self._evaluate_split(split, dataset, epoch)
+        with self.techniques.eval_context(self.model):
+            metrics = self._evaluate_split(split, dataset, epoch)
         if dist.is_main():
             out = self.output_dir / "result" / f"{split}_output.json"
             out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,57 +1,110 @@
 """Train a registered task: ``python -m paxion.train --cfg-path CFG [--options a.b=c ...] [a.b=c ...]``.
 
 Runs as one plain process, or under ``torchrun`` (DDP, one process per GPU).
+
+Exit status: 0 done; 1 a user error (config, checkpoint, data, a diverged loss), reported in one line
+naming the file or key (``--debug`` or ``PAXION_DEBUG=1`` shows the traceback); 128 + signal number
+(130 for SIGINT, 143 for SIGTERM) when a stop signal ended training after saving ``latest.pth``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 import paxion  # noqa: F401  (fills the registry)
 from paxion import dist
-from paxion.checkpoint import CheckpointError
-from paxion.config import ConfigError, load_config, parse_cli
-from paxion.logger import setup_logging
-from paxion.registry import registry
+from paxion.backbones.base import CheckpointError
+from paxion.config import ConfigError, load_config, parse_cli, prepare_output_dir
+from paxion.data.annotations import AnnotationError
+from paxion.data.video import VideoDecodeError
+from paxion.logger import logging_configured, setup_logging
+from paxion.registry import RegistryError, registry
+from paxion.run_guards import NonFiniteLossError, TrainingInterrupted
 from paxion.runner import Runner, log_trainable_parameters
 
 logger = logging.getLogger(__name__)
 
+# errors caused by what the user gave (files, keys, values): one line at the command line, exit 1
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ConfigError,
+    CheckpointError,
+    RegistryError,
+    AnnotationError,
+    VideoDecodeError,
+    NonFiniteLossError,
+    FileNotFoundError,
+)
 
-def build_runner(argv: Optional[Sequence[str]], description: str) -> Runner:
+
+def build_runner(argv: Optional[Sequence[str]], description: str, evaluate_only: bool = False) -> Runner:
     """Parse the command line, load the config, start distributed and logging, build task and runner."""
     cfg_path, overrides = parse_cli(argv, description)
     cfg = load_config(cfg_path, overrides)
     if cfg.task is None:
-        raise SystemExit(f"{cfg_path}: no 'task:' section (need task.name, one of {registry.names('task')})")
+        raise ConfigError(f"{cfg_path}: no 'task:' section (need task.name, one of {registry.names('task')})")
+    output_dir = Path(cfg.run.output_dir).resolve()
+    prepare_output_dir(output_dir)  # before anything is written: a clear error for an unwritable folder
     device = dist.init_distributed(cfg.run.device, cfg.run.dist_timeout_s)
     setup_logging(cfg.run.output_dir, dist.get_rank())
     logger.info(
-        "config %s with overrides %s; device %s, world size %d", cfg_path, overrides, device, dist.get_world_size()
+        "config %s with overrides %s; output folder %s; device %s, world size %d",
+        cfg_path,
+        overrides,
+        output_dir,
+        device,
+        dist.get_world_size(),
     )
     task = registry.get("task", cfg.task.name)(cfg)
     runner = Runner(cfg, task, device)
-    log_trainable_parameters(runner.model)
+    if not (evaluate_only or runner.run.evaluate):
+        log_trainable_parameters(runner.model)
     return runner
+
+
+def report_results(results: dict[str, dict[str, Any]], output_dir: Path) -> None:
+    """The closing lines of a run: every split's numeric metrics, then the output folder (rank 0)."""
+    if not dist.is_main():
+        return
+    for split, metrics in results.items():
+        numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        logger.info("%s: %s", split, ", ".join(f"{k}={v:.4g}" for k, v in numbers.items()))
+    logger.info("outputs in %s (config.yaml, log.txt, metrics.jsonl, result/)", Path(output_dir).resolve())
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     runner = build_runner(argv, "Train a Paxion model (LAVIS-style config).")
     try:
-        return runner.evaluate() if runner.run.evaluate else runner.train()
+        results = runner.evaluate() if runner.run.evaluate else runner.train()
+        report_results(results, runner.output_dir)
+        return results
     finally:
         runner.close()
         dist.destroy()
 
 
-def run_cli(entry: Callable[[Sequence[str]], Any]) -> None:
-    """Command-line entry: user errors (config, checkpoint) end with their message, not a traceback."""
+def run_cli(entry: Callable[[Sequence[str]], Any], argv: Optional[Sequence[str]] = None) -> None:
+    """Command-line entry: user errors end with their message in one line and exit 1, not a traceback."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("PAXION_DEBUG", "") not in ("", "0")
     try:
-        entry(sys.argv[1:])
-    except (ConfigError, CheckpointError) as exc:
-        raise SystemExit(f"error: {exc}") from None
+        entry(argv)
+    except TrainingInterrupted as exc:
+        logger.warning("%s", exc)
+        raise SystemExit(exc.exit_code) from None
+    except USER_ERRORS as exc:
+        if debug:
+            raise
+        text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)  # KeyError quotes str()
+        message = "error: " + " ".join(line.strip() for line in text.splitlines())
+        if logging_configured():  # the line also goes to log.txt
+            logger.error("%s", message)
+        else:
+            print(message, file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def cli() -> None:

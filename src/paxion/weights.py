@@ -18,6 +18,7 @@ with *some* fuser keys must have all of them.
 from __future__ import annotations
 
 import logging
+import zipfile
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -53,16 +54,26 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except Exception as exc:  # safetensors names neither the file nor the format ("header too large")
+            raise CheckpointError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from exc
+    is_zip = zipfile.is_zipfile(path)  # torch.save archives are zip files; only those can be memory-mapped
     try:
-        obj: Any = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        obj: Any = torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
     except Exception as exc:  # pickled objects beyond tensors/containers, or not a torch file at all
-        raise CheckpointError(f"{path}: cannot read as a tensors-only torch file: {exc}") from exc
+        what = "cannot read as a tensors-only torch file" if is_zip else "not a PyTorch checkpoint (no torch.save archive)"
+        raise CheckpointError(f"{path}: {what} ({_first_line(exc)})") from exc
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
         obj = obj["model"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{path}: expected a state dict of tensors (or one under 'model')")
     return obj
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200] if text else ''}"
 
 
 def _map_official_key(key: str) -> str | None:
@@ -92,15 +103,57 @@ def to_own_keys(state: dict[str, torch.Tensor], path: str) -> tuple[dict[str, to
     return mapped, ignored, notes
 
 
+def check_backbone_tensors(model: nn.Module, raw: dict[str, torch.Tensor], path: str, load: bool) -> list[str]:
+    """Compare a checkpoint's backbone tensors (``vl_backbone.*``, or ``backbone.*`` of a full save of
+    ours) with ``model.backbone``: warn with the count that differ; with ``load``, copy them in.
+
+    A checkpoint tensor is matched to the backbone tensor of the same name (our backbones keep the
+    official names) and shape; the others are counted as unmatched and never loaded.
+    """
+    backbone = getattr(model, "backbone", None)
+    tensors = {
+        key[len(prefix):]: value
+        for key, value in raw.items()
+        for prefix in (BACKBONE_PREFIX, "backbone.")
+        if key.startswith(prefix)
+    }
+    if backbone is None or not tensors:
+        return []
+    own = backbone.state_dict()
+    matched = {k: v for k, v in tensors.items() if k in own and v.shape == own[k].shape}
+    unmatched = sorted(set(tensors) - set(matched))
+    differing = sorted(k for k, v in matched.items() if not torch.equal(v.to(own[k].dtype), own[k]))
+    note = f"{len(differing)} of {len(tensors)} backbone tensors in the file differ from the loaded backbone"
+    if unmatched:
+        note += f", {len(unmatched)} match no backbone tensor by name and shape (first: '{unmatched[0]}')"
+    if load:
+        model.load_state_dict({f"backbone.{k}": v for k, v in matched.items()}, strict=False)
+        note += f"; loaded the {len(matched)} matching ones (model.load_backbone_from_checkpoint)"
+        logger.info("%s: %s", path, note)
+    elif differing:
+        logger.warning(
+            "%s: %s (first: '%s'); they are NOT used (the original loads them): "
+            "set model.load_backbone_from_checkpoint=true to load them",
+            path,
+            note,
+            differing[0],
+        )
+    return [note]
+
+
 def load_trainable_state(
-    model: nn.Module, path: str | Path, derived_keys: Iterable[str] = ()
+    model: nn.Module, path: str | Path, derived_keys: Iterable[str] = (), load_backbone: bool = False
 ) -> LoadReport:
     """Load the patcher/fuser/temp weights of ``path`` into ``model`` with exact key accounting.
 
     ``derived_keys`` are ours but never in a checkpoint (e.g. a projection copied from the backbone).
+    Backbone tensors in the file are compared with ``model.backbone`` (:func:`check_backbone_tensors`)
+    and loaded only when ``load_backbone``.
     """
     path = str(path)
-    state, ignored, notes = to_own_keys(read_state_dict(path), path)
+    raw = read_state_dict(path)
+    state, ignored, notes = to_own_keys(raw, path)
+    notes += check_backbone_tensors(model, raw, path, load_backbone)
     own = {k: v for k, v in model.state_dict().items() if not k.startswith("backbone.")}
     expected = set(own) - set(derived_keys)
     for key in OPTIONAL_KEYS:

@@ -112,4 +112,8 @@ class LoadReport:
 
 
 class CheckpointError(RuntimeError):
-    """An official or own checkpoint that does not match the model; names the file and first bad key."""
+    """A checkpoint file that cannot be read, written or used; the message names the file and first bad key.
+
+    The project's only checkpoint error: it lives here because a backbone may import nothing but the
+    registry and this module; ``paxion.checkpoint`` re-exports it. The command line reports it in one line.
+    """

@@ -1,0 +1,90 @@
+"""What stops a training run cleanly: a diverged loss, or a stop signal from the user or the cluster.
+
+* :class:`NonFiniteLossError`: a NaN/inf training loss (after ``run.max_nonfinite_steps`` skipped steps).
+* :class:`StopSignals`: SIGINT/SIGTERM set a flag instead of killing the process, so that the runner
+  saves ``latest.pth`` at the next step boundary and raises :class:`TrainingInterrupted`. A second
+  signal of the same kind acts at once (the default action).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+from typing import Any, Callable, Optional
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN/inf loss; the message names the epoch, iteration, step and every loss term."""
+
+
+class TrainingInterrupted(Exception):
+    """A stop signal arrived; ``latest.pth`` was saved. ``exit_code`` is 128 + the signal number (shell style)."""
+
+    def __init__(self, signum: int, message: str) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+
+def format_terms(loss: torch.Tensor, logs: dict[str, Any]) -> str:
+    """``loss=nan vtc=0.693 atm=inf``: the total and every tensor term of ``logs`` (host values)."""
+    terms = {"loss": loss, **{k: v for k, v in logs.items() if torch.is_tensor(v) and k != "loss"}}
+    return " ".join(f"{k}={v.detach().float().mean().item():.6g}" for k, v in terms.items())
+
+
+class StopSignals:
+    """Context manager: while active, SIGINT/SIGTERM only set :attr:`signum` (main thread only; elsewhere a no-op)."""
+
+    def __init__(self) -> None:
+        self.signum: Optional[int] = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for sig in STOP_SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: Optional[FrameType]) -> None:
+        if self.signum == signum:  # asked twice: stop now, the way the signal normally would
+            signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
+            signal.raise_signal(signum)
+            return
+        self.signum = signum
+        logger.warning(
+            "received %s: saving latest.pth at the next step boundary, then stopping (send it again to stop now)",
+            signal.Signals(signum).name,
+        )
+
+
+def ignore_stop_signals(worker_init: Optional[Callable[[int], None]]) -> Callable[[int], None]:
+    """A DataLoader ``worker_init_fn`` that makes workers ignore SIGINT/SIGTERM, then runs ``worker_init``.
+
+    A cluster sends SIGTERM to every process of the job; workers that died of it would fail the loader
+    before the main process reaches the step boundary where it saves. The main process ends them.
+    """
+    return _WorkerInit(worker_init)
+
+
+class _WorkerInit:
+    def __init__(self, inner: Optional[Callable[[int], None]]) -> None:
+        self.inner = inner
+
+    def __call__(self, worker_id: int) -> None:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        if self.inner is not None:
+            self.inner(worker_id)
