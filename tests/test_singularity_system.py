@@ -196,3 +196,76 @@ def test_score_candidates_matches_score_pairs() -> None:
     ts = model.encode_text_for_retrieval(candidates[1])
     one = model.score_pairs({k: v[1:].expand(3, *v.shape[1:]) for k, v in vs.items()}, ts)
     assert torch.allclose(scores[1], one, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------- QA model
+
+
+def qa(seed: int = 0, **overrides) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    model = registry.get("model", "singularity_qa")(SingularityQAConfig(size="tiny", **overrides))
+    with torch.no_grad():  # sharpen the random decoder so answers get clearly different scores
+        model.text_decoder.cls.predictions.transform.LayerNorm.weight.mul_(30)
+    return model.eval()
+
+
+def answer_log_likelihood(model, states, states_mask, answer: str) -> torch.Tensor:
+    """log p(answer [SEP] [SEP] | question) token by token, one answer at a time (a brute-force reference)."""
+    ids, mask = model.answer_tokens([answer])
+    logits = model.decode(ids, mask, states, states_mask)[0].log_softmax(-1)  # (La, V)
+    return sum(logits[t - 1, ids[0, t]] for t in range(1, int(mask.sum())))
+
+
+def test_rank_answers_equals_brute_force_sequence_scores() -> None:
+    model = qa(seed=1)
+    answers = ["left", "right", "up", "red", "blue green", "down"]
+    questions = ["which way does the star move?", "what color is the ball?"]
+    state = model.encode_video_for_retrieval(clip(2, 2, seed=3))
+    k = 3
+    scores = model.rank_answers(state, questions, answers, k)
+    assert scores.shape == (2, 6) and torch.allclose(scores.sum(1), torch.ones(2))
+
+    states, states_mask = model.encode_question(state["tokens"][:, 0], questions)
+    for b in range(2):
+        s, m = states[b:b + 1], states_mask[b:b + 1]
+        start = torch.tensor([[101]])
+        first = model.decode(start, torch.ones_like(start), s, m)[0, 0].softmax(-1)
+        first_ids = model.answer_tokens(answers)[0][:, 1]
+        top = first[first_ids].topk(k).indices.tolist()
+        assert sorted(scores[b].nonzero().flatten().tolist()) == sorted(top)
+        # log p(first) counted once more on top of the full-sequence log-likelihood, as the original
+        raw = torch.stack([first[first_ids[a]].log() + answer_log_likelihood(model, s, m, answers[a]) for a in top])
+        assert torch.allclose(scores[b, top], raw.softmax(0), atol=1e-5)
+
+
+def test_rank_answers_late_ensemble_shapes_and_single_clip_identity() -> None:
+    answers = ["left", "right", "up", "down"]
+    video = clip(2, 3, seed=4)
+    for mode in ("mean", "max", "lse"):
+        model = qa(seed=2, frame_ensemble=mode)
+        state = model.encode_video_for_retrieval(video)
+        assert state["tokens"].shape == (2, 3, 5, 64)
+        scores = model.rank_answers(state, ["where?", "which way?"], answers, 2)
+        assert scores.shape == (2, 4) and ((scores > 0).sum(1) == 2).all()
+    # one clip through "mean" equals the concat path except for the original's second softmax of the
+    # first-token probabilities, which changes the top-k scores but not the chosen answers here
+    concat, mean = qa(seed=2), qa(seed=2, frame_ensemble="mean")
+    one = clip(2, 1, seed=5)
+    a = concat.rank_answers(concat.encode_video_for_retrieval(one), ["where?", "which way?"], answers, 4)
+    b = mean.rank_answers(mean.encode_video_for_retrieval(one), ["where?", "which way?"], answers, 4)
+    assert torch.equal(a.argmax(1), b.argmax(1))
+
+
+def test_qa_training_loss_weights_answers() -> None:
+    model = qa(seed=3)  # eval mode: no dropout, so the loss is a deterministic function of the batch
+    batch = {"video_input": clip(2, 1), "question_input": ["which way?", "what color?"],
+             "answer_input": [["left", "left", "right"], ["red"]]}
+    loss = model(batch)["loss"]
+    tokens, _ = model.encode_video(model.normalize_video(batch["video_input"]))
+    states, mask = model.encode_question(tokens, batch["question_input"])
+    nll = {a: -answer_log_likelihood(model, states[i:i + 1], mask[i:i + 1], a)
+           for i, answers in enumerate([["left", "right"], ["red"]]) for a in answers}
+    expected = (2 / 3 * nll["left"] + 1 / 3 * nll["right"] + nll["red"]) / 2
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    weighted = model({**batch, "answer_input": [["left", "right"], ["red"]], "answer_weights": [[0.5, 0.5], [1.0]]})
+    assert weighted["loss"].item() == pytest.approx(((nll["left"] + nll["right"]) / 2 + nll["red"]).item() / 2, rel=1e-5)

@@ -150,7 +150,7 @@ def convert_official_state_dict(
                 raise CheckpointError(f"{source}: unexpected key '{official_key}' (no such parameter in the model)")
             out.ignored.append(official_key)
             continue
-        out.state_dict[key] = _fit(key, value, target[key], source, official_key, out.notes)
+        out.state_dict[key] = fit_tensor(key, value, target[key], source, official_key, out.notes)
         if value.dtype != target[key].dtype:
             cast_from.add(value.dtype)
     missing = [key for key in target if key not in out.state_dict]
@@ -171,7 +171,7 @@ def convert_official_state_dict(
     return out
 
 
-def _fit(
+def fit_tensor(
     key: str, value: torch.Tensor, target: torch.Tensor, source: str, official_key: str, notes: list[str]
 ) -> torch.Tensor:
     """Shape-adapt the two tensors the original adapts; any other shape difference is an error."""

@@ -92,11 +92,17 @@ class SingularityVideoText(nn.Module):
         self.text_encoder = build_text_encoder(
             w, layers=text_layers, cross_from=w.fusion_layer, cross_width=w.vision_width
         )
-        std = torch.tensor(BEIT_STD).view(1, 1, 3, 1, 1)
-        mean = torch.tensor(BEIT_MEAN).view(1, 1, 3, 1, 1)
+        self.reset_pixel_buffers()
+        self._tokenizer: Optional[WordPieceTokenizer] = None
+
+    def reset_pixel_buffers(self) -> None:
+        """(Re)make the normalisation buffers on the parameters' device (after a load into a meta-built model)."""
+        device = self.temporal_embeddings.device
+        std = torch.tensor(BEIT_STD, device=device).view(1, 1, 3, 1, 1)
+        mean = torch.tensor(BEIT_MEAN, device=device).view(1, 1, 3, 1, 1)
+        # normalised = uint8 * scale + shift = (x / 255 - mean) / std
         self.register_buffer("pixel_scale", 1.0 / (255.0 * std), persistent=False)
         self.register_buffer("pixel_shift", -mean / std, persistent=False)
-        self._tokenizer: Optional[WordPieceTokenizer] = None
 
     @torch.no_grad()
     def init_weights(self) -> None:
