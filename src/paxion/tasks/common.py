@@ -58,14 +58,21 @@ EXTRA_LIST_KEYS = {
 }
 
 
+EXTRA_TENSOR_KEYS = {"video_idx": torch.int64}  # retrieval training: equal ids are positives (B,)
+
+
 def collate_with_extras(samples: list[dict[str, Any]]) -> Batch:
-    """``collate`` plus the :data:`EXTRA_LIST_KEYS` entries as plain lists."""
-    present = [key for key in EXTRA_LIST_KEYS if key in samples[0]] if samples else []
+    """``collate`` plus the :data:`EXTRA_LIST_KEYS` entries as plain lists and :data:`EXTRA_TENSOR_KEYS` as tensors."""
+    keys = samples[0].keys() if samples else ()
+    present = [key for key in (*EXTRA_LIST_KEYS, *EXTRA_TENSOR_KEYS) if key in keys]
     if not present:
         return collate(samples)
     batch = collate([{k: v for k, v in s.items() if k not in present} for s in samples])
     for key in present:
-        batch[EXTRA_LIST_KEYS[key]] = [s[key] for s in samples]
+        if key in EXTRA_TENSOR_KEYS:
+            batch[key] = torch.tensor([s[key] for s in samples], dtype=EXTRA_TENSOR_KEYS[key])  # (B,)
+        else:
+            batch[EXTRA_LIST_KEYS[key]] = [s[key] for s in samples]
     return batch
 
 

@@ -24,7 +24,18 @@ capability                            used by
 ====================================  ===================================================================
 
 State dicts hold tensors whose first dim is the sample count (B, or M for texts), so tasks can
-slice, index and gather them key by key (:func:`index_state`, :func:`cat_states`).
+slice, index and gather them key by key (:func:`index_state`, :func:`cat_states`). The video state
+``encode_video_for_retrieval`` returns is also what ``score_pairs``, ``rank_answers`` and
+``score_candidates`` receive.
+
+Batches (``paxion.tasks.common.collate_with_extras``) that ``forward`` trains on:
+
+* every task: ``video_input`` uint8 (B, T, C, H, W), ``idx`` (B,);
+* retrieval: ``text_input`` list[str] and ``video_idx`` (B,) int64, equal ids = positives (the same
+  video, or the same caption for multi-video ground truth as SSv2);
+* answer-ranking QA: ``question_input`` list[str], ``answer_input`` list[list[str]] (each question's
+  distinct answers, no end-of-sequence token) and ``answer_weights`` list[list[float]];
+* multiple choice: ``candidates`` list[list[str]] and ``answer`` (B,) int64.
 """
 
 from __future__ import annotations

@@ -1,0 +1,104 @@
+"""Singularity-format data (retrieval, paragraph, multi-video GT, QA, MC) and SynthAction in those formats."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from paxion.data.annotations import AnnotationError
+from paxion.data.datasets.singularity import answers_with_weights, pre_text, question_type
+from paxion.data.synthetic.singularity_formats import ANN, VIDEOS, generate_singularity
+from paxion.registry import registry
+from paxion.tasks.common import collate_with_extras
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate_singularity(tmp_path_factory.mktemp("sing"), seed=0, num_train_pairs=4, num_test_pairs=3,
+                                frames=8, size=32, workers=1)
+
+
+def _builder(name: str, root: Path, **cfg):
+    return registry.get("dataset", name)({"ann_root": str(root / ANN), "videos": str(root / VIDEOS), **cfg})
+
+
+def test_pre_text_matches_the_original_cleaning() -> None:
+    assert pre_text("A man's Car-wash, (fast)!  <person> / ok.") == "a mans car wash fast person ok"
+    assert answers_with_weights(["a", "b", "a", "a"]) == (["a", "b"], [0.75, 0.25])
+    assert question_type({}, "what is it") == "what" and question_type({"type": 3}, "what") == "3"
+
+
+def test_synthetic_twins_differ_only_in_the_action(synth: Path) -> None:
+    ret = json.loads((synth / ANN / "synth_ret_test.json").read_text())
+    assert len(ret) == 6 and all(len(item["caption"]) == 2 for item in ret)
+    first, twin = ret[0]["caption"][0], ret[1]["caption"][0]
+    assert first != twin and first.split()[1:3] == twin.split()[1:3]  # same object words
+    qa = json.loads((synth / ANN / "synth_qa_test.json").read_text())
+    assert qa[0]["question"] == qa[1]["question"] and qa[0]["answer"] != qa[1]["answer"]
+    answers = json.loads((synth / ANN / "synth_qa_answer_list.json").read_text())
+    assert {q["answer"] for q in qa} <= set(answers)
+    for item in json.loads((synth / ANN / "synth_mc_test.json").read_text()):
+        assert len(item["caption"]) == 5 and 0 <= item["answer"] < 5
+
+
+def test_retrieval_eval_has_one_sample_per_video_and_all_its_captions(synth: Path) -> None:
+    files = {"train": "synth_ret_train.json", "test": "synth_ret_test.json"}
+    builder = _builder("singularity_retrieval", synth, files=files)
+    test = builder.build("test", num_frames=4, image_size=32, training=False)
+    assert len(test) == 6 and len(test.texts) == 12
+    assert [test[i]["text_ids"] for i in range(2)] == [[0, 1], [2, 3]]
+    assert test[0]["video"].shape == (4, 3, 32, 32) and test[0]["video"].dtype == torch.uint8
+    train = builder.build("train", num_frames=1, image_size=32, training=True)
+    assert len(train) == 16  # 8 videos x 2 captions, positives grouped by video
+    batch = collate_with_extras([train[0], train[1], train[2]])
+    assert batch["video_input"].shape == (3, 1, 3, 32, 32)
+    assert batch["video_idx"].tolist() == [0, 0, 1] and len(batch["text_input"]) == 3
+
+
+def test_paragraph_and_multi_video_ground_truth(tmp_path: Path, synth: Path) -> None:
+    ann = tmp_path / "ann"
+    ann.mkdir()
+    (ann / "para.json").write_text(json.dumps([{"video": "1.mp4", "caption": ["A man runs.", "He stops"]},
+                                               {"video": "2.mp4", "caption": ["x"]}]))
+    (ann / "ssv2.json").write_text(json.dumps([{"video": ["1.mp4", "2.mp4"], "caption": "Moving [something] up"},
+                                               {"video": ["3.mp4"], "caption": "b"}]))
+    videos = str(synth / VIDEOS)
+    para = registry.get("dataset", "singularity_retrieval")(
+        {"ann_root": str(ann), "videos": videos, "files": {"val": "para.json"}, "paragraph": True}).load("val")
+    assert para.texts == ["a man runs he stops", "x"] and [r["text_ids"] for r in para.records] == [[0], [1]]
+    multi = registry.get("dataset", "singularity_retrieval")(
+        {"ann_root": str(ann), "videos": videos, "files": {"val": "ssv2.json", "train": "ssv2.json"},
+         "multi_vision_gt": True})
+    val = multi.load("val")
+    assert val.texts == ["moving [something] up", "b"] and [r["text_idx"] for r in val.records] == [0, 0, 1]
+    assert [r["video_idx"] for r in multi.load("train").records] == [0, 0, 1]  # positives: same caption
+    (ann / "bad.json").write_text(json.dumps([{"video": "1.mp4"}]))
+    bad = registry.get("dataset", "singularity_retrieval")({"ann_root": str(ann), "videos": videos,
+                                                            "files": {"val": "bad.json"}})
+    with pytest.raises(AnnotationError, match=r"bad.json\[item 0\]: missing field 'caption'"):
+        bad.load("val")
+
+
+def test_qa_and_mc_samples(synth: Path) -> None:
+    qa = _builder("singularity_qa", synth, files={"train": "synth_qa_train.json", "test": "synth_qa_test.json"},
+                  answer_list="synth_qa_answer_list.json")
+    test = qa.build("test", num_frames=4, image_size=32, training=False)
+    assert "left" in test.answer_list and test[0]["answer_text"] in test.answer_list
+    assert test[0]["question_type"] in ("direction", "rotation", "change")
+    batch = collate_with_extras([s for s in (qa.build("train", num_frames=1, image_size=32, training=True)[i]
+                                             for i in range(2))])
+    assert batch["answer_input"][0] and batch["answer_weights"][0] == [1.0]
+    mc = _builder("singularity_mc", synth, files={"test": "synth_mc_test.json"}).build(
+        "test", num_frames=4, image_size=32, training=False)
+    batch = collate_with_extras([mc[0], mc[1]])
+    assert len(batch["candidates"][0]) == 5 and batch["answer"].dtype == torch.int64
+
+
+def test_named_datasets_use_the_original_file_names() -> None:
+    assert registry.get("dataset", "didemo_ret")().cfg.paragraph
+    assert registry.get("dataset", "ssv2_template_ret")().cfg.files["val"] == "ssv2_ret_template_val_small.json"
+    assert registry.get("dataset", "msrvtt_qa")().cfg.answer_list == "msrvtt_qa_answer_list.json"
+    assert registry.get("dataset", "msrvtt_mc")().splits == ("test",)
