@@ -41,7 +41,15 @@ def param_groups(model: nn.Module, weight_decay: float, no_decay_bias_and_norm: 
 
 
 def build_optimizer(model: nn.Module, run: RunConfig) -> torch.optim.AdamW:
-    groups = param_groups(model, run.weight_decay, run.no_decay_bias_and_norm)
+    """AdamW over :func:`param_groups`, or over the model's own ``optimizer_param_groups(weight_decay)``
+    when it has one (trainable parameters only; a group may carry an ``lr_scale``, e.g. layer-wise decay)."""
+    custom = getattr(model, "optimizer_param_groups", None)
+    if callable(custom):
+        groups = custom(run.weight_decay)
+    else:
+        groups = param_groups(model, run.weight_decay, run.no_decay_bias_and_norm)
+    if any(not p.requires_grad for g in groups for p in g["params"]):
+        raise ValueError("optimizer_param_groups returned a frozen parameter (requires_grad=False)")
     # fused kernels only exist for floating-point params on accelerators; foreach is the CPU fast path
     fused = all(p.is_cuda for g in groups for p in g["params"])
     return torch.optim.AdamW(groups, lr=run.init_lr, betas=tuple(run.betas), fused=fused or None)

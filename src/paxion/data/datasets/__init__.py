@@ -1,4 +1,5 @@
 """One module per dataset family; importing them registers the builders."""
 
 from paxion.data.datasets import actionbench, nextqa, retrieval  # noqa: F401
+from paxion.data.datasets import ssv2_list  # noqa: F401
 from paxion.data.datasets import singularity  # noqa: F401
