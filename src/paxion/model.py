@@ -63,6 +63,7 @@ class PaxionConfig:
     train_patcher: bool = True  # False: freeze the patcher while a fuser trains (never used by the original)
     reuse_frame_features: bool = True  # one frame-encoder pass for clip + reversal when the backbone allows it
     pretrained: Optional[str] = None  # official Paxion KP / P&F .pth, or our own trainable-state file
+    load_backbone_from_checkpoint: bool = False  # also load the pretrained file's vl_backbone.* (the original does)
     eval_method: str = "default"  # default | ensemble_with_backbone | two_step_independent
     two_step_top_k: int = 50
     text_cache_size: int = 4096  # frozen text features kept while the backbone is in eval mode; 0: off
@@ -173,7 +174,7 @@ class PaxionModel(nn.Module):
         return super()._apply(fn, *args, **kwargs)
 
     def load_pretrained(self, path: str) -> LoadReport:
-        report = load_trainable_state(self, path, self.derived_keys)
+        report = load_trainable_state(self, path, self.derived_keys, self.cfg.load_backbone_from_checkpoint)
         logger.info("Paxion weights: %s: %d tensors; %s", path, len(report.loaded), "; ".join(report.notes))
         return report
 
