@@ -2,9 +2,11 @@
 
 ``RUN_DIR`` is a quickstart folder (``backbone/`` and ``patcher/`` runs side by side) or any runner
 output folder; every folder below it holding ``config.yaml`` and ``result/*_output.json`` is one row.
-Charts (matplotlib PNGs, embedded as base64): accuracy per probe for every run (backbone vs patched),
-accuracy per action template, training curves from ``metrics.jsonl``; then the worst examples of the
-last patched run with their frame strips. Writes ``RUN_DIR/report.html``.
+The page holds, in order: a red warning when a run diverged or scored non-finite values; the metrics
+per run; the run metadata (config, seed, weights, device, versions from ``environment.json``, duration
+from ``log.txt``); charts (matplotlib PNGs, embedded as base64) of accuracy per probe, per action
+template (AA, VR, OS) and the training curves; Object Shuffle by object; and the worst examples of the
+last patched run, each clip as decoded (original size) and as the model saw it. Writes ``RUN_DIR/report.html``.
 """
 
 from __future__ import annotations
@@ -15,8 +17,12 @@ import html
 import io
 import json
 import logging
+import math
+import re
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -31,11 +37,13 @@ logger = logging.getLogger(__name__)
 PROBES = {"action_antonym": "AA", "video_reversal": "VR", "object_shuffle": "OS"}
 NEGATIVE_KEY = {"action_antonym": "label_action_antonym_clip_text", "object_shuffle": "label_object_shuffled_clip_text"}
 COLOURS = ["#8c8c8c", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"]
+LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)")
+DIVERGED = "non-finite training loss"  # what the runner logs (and raises) for a NaN/inf loss
 
 
 @dataclass
 class Run:
-    """One runner output folder: its config, final metrics, per-sample predictions and training log."""
+    """One runner output folder: its config, final metrics, per-sample predictions, training log, environment."""
 
     path: Path
     name: str
@@ -43,6 +51,8 @@ class Run:
     metrics: dict[str, Any]
     predictions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # probe -> rows
     train_log: list[dict[str, Any]] = field(default_factory=list)
+    environment: dict[str, Any] = field(default_factory=dict)
+    log_lines: list[str] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -52,6 +62,9 @@ class Run:
     def module(self) -> str:
         task = self.cfg.get("task") or {}
         return str(task.get("eval_module", "")) if hasattr(task, "get") else ""
+
+    def select(self, key: str) -> Any:
+        return OmegaConf.select(self.cfg, key, default=None)
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -66,8 +79,12 @@ def load_run(path: Path, root: Path) -> Optional[Run]:
     split = metrics.get("split", outputs[-1].name.split("_output")[0])
     preds = {p: _read_jsonl(path / "result" / f"{split}_{p}_predictions.jsonl") for p in PROBES}
     train = [r for r in _read_jsonl(path / "metrics.jsonl") if r.get("kind") == "train"]
+    env_file = path / "environment.json"
+    env = json.loads(env_file.read_text()) if env_file.is_file() else {}
+    log = (path / "log.txt").read_text(errors="replace").splitlines() if (path / "log.txt").is_file() else []
     name = str(path.relative_to(root)) if path != root else path.name
-    return Run(path, name, OmegaConf.load(path / "config.yaml"), metrics, {k: v for k, v in preds.items() if v}, train)
+    return Run(path, name, OmegaConf.load(path / "config.yaml"), metrics, {k: v for k, v in preds.items() if v},
+               train, env, log)
 
 
 def find_runs(root: Path) -> list[Run]:
@@ -86,6 +103,58 @@ def annotations(run: Run) -> dict[str, dict[str, Any]]:
         if path is not None and path.is_file():
             return {str(item["id"]): item for item in json.loads(path.read_text())}
     return {}
+
+
+# --------------------------------------------------------------------------- facts of a run
+
+
+def _finite(value: Any) -> bool:
+    return not isinstance(value, float) or math.isfinite(value)
+
+
+def problems(run: Run) -> list[str]:
+    """Why a run's numbers cannot be trusted: non-finite scores or metrics, a diverged training loss."""
+    found = [f"{k} = {v}" for k, v in run.metrics.items() if "nonfinite" in k and isinstance(v, (int, float)) and v]
+    found += [f"metric {k} is {v}" for k, v in run.metrics.items() if not _finite(v)]
+    bad_steps = [r["step"] for r in run.train_log if not all(_finite(r.get(k)) for k in ("loss", "mean_loss"))]
+    if bad_steps:
+        found.append(f"non-finite training loss logged at step {bad_steps[0]} ({len(bad_steps)} log points)")
+    diverged = [line for line in run.log_lines if DIVERGED in line]
+    if diverged and not bad_steps:
+        found.append(diverged[-1].split(": ", 1)[-1][:300])
+    return found
+
+
+def duration_s(run: Run) -> Optional[float]:
+    """Seconds from the first to the last line of ``log.txt`` (all sessions of a resumed run)."""
+    stamps = [LOG_TIME.match(line) for line in run.log_lines]
+    times = [datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S") for m in stamps if m]
+    return (times[-1] - times[0]).total_seconds() if len(times) >= 2 else None
+
+
+def model_input(run: Run) -> Optional[Any]:
+    """The :class:`paxion.api.VideoPreprocess` that made the run's clips (backbone built on ``meta``)."""
+    import torch
+
+    import paxion  # noqa: F401  (fills the registry)
+    from paxion.api import VideoPreprocess
+    from paxion.data.base import VideoDataConfig
+    from paxion.registry import registry
+
+    backbone = run.select("model.backbone")
+    if not isinstance(backbone, str) or ("backbone", backbone) not in registry:
+        return None
+    with warnings.catch_warnings(), torch.device("meta"):  # shapes only: no weights, no memory
+        warnings.simplefilter("ignore")
+        pre = registry.get("backbone", backbone)().preprocess
+    data = VideoDataConfig()
+    for ds in (run.cfg.get("datasets") or {}).values():
+        data = VideoDataConfig(decoder=ds.get("decoder", data.decoder),
+                               resize_on_decode=ds.get("resize_on_decode", data.resize_on_decode))
+    return VideoPreprocess(pre.num_frames, pre.image_size, data.decoder, data.resize_on_decode)
+
+
+# --------------------------------------------------------------------------- charts
 
 
 def png(fig: plt.Figure) -> str:
@@ -114,17 +183,23 @@ def probe_chart(runs: Sequence[Run]) -> str:
     return png(fig)
 
 
-def per_template(run: Run, probe: str, ann: dict[str, dict[str, Any]]) -> dict[str, float]:
+def per_group(run: Run, probe: str, ann: dict[str, dict[str, Any]], key: str) -> dict[str, tuple[float, int]]:
+    """Accuracy (%) and clip count per value of ``key`` (``template`` or ``object``) of the annotations."""
     hits: dict[str, list[int]] = defaultdict(list)
     for row in run.predictions.get(probe, []):
         item = ann.get(str(row.get("video_id")))
-        if item is not None:
-            hits[item["template"].replace("[something]", "something")].append(int(row["pred"] == row["target"]))
-    return {t: 100 * sum(v) / len(v) for t, v in sorted(hits.items())}
+        if item is None:
+            continue
+        if key == "template":
+            group = item["template"].replace("[something]", "something")
+        else:
+            group = ", ".join(item.get("placeholders") or []) or "(none)"
+        hits[group].append(int(row["pred"] == row["target"]))
+    return {g: (100 * sum(v) / len(v), len(v)) for g, v in sorted(hits.items())}
 
 
 def template_chart(runs: Sequence[Run], probe: str, ann: dict[str, dict[str, Any]]) -> Optional[str]:
-    tables = [(run, per_template(run, probe, ann)) for run in runs]
+    tables = [(run, per_group(run, probe, ann, "template")) for run in runs]
     templates = sorted({t for _, table in tables for t in table})
     if not templates:
         return None
@@ -132,7 +207,7 @@ def template_chart(runs: Sequence[Run], probe: str, ann: dict[str, dict[str, Any
     height = 0.8 / len(runs)
     for i, (run, table) in enumerate(tables):
         ys = [j + i * height for j in range(len(templates))]
-        ax.barh(ys, [table.get(t, float("nan")) for t in templates], height, label=run.label,
+        ax.barh(ys, [table.get(t, (float("nan"), 0))[0] for t in templates], height, label=run.label,
                 color=COLOURS[i % len(COLOURS)])
     ax.axvline(50, color="k", ls="--", lw=0.8)
     ax.set_yticks([j + height * (len(runs) - 1) / 2 for j in range(len(templates))], templates, fontsize=7)
@@ -161,24 +236,28 @@ def curves_chart(run: Run) -> Optional[str]:
     return png(fig)
 
 
-def worst_examples(run: Run, ann: dict[str, dict[str, Any]], per_probe: int = 4) -> list[dict[str, Any]]:
-    """The samples whose correct candidate got the lowest probability, per probe, with a frame strip."""
-    from paxion.inference import frame_strip
+# --------------------------------------------------------------------------- examples with frames
 
+
+def worst_examples(run: Run, ann: dict[str, dict[str, Any]], per_probe: int = 4) -> list[dict[str, Any]]:
+    """The samples whose correct candidate got the lowest probability, per probe, with both frame strips."""
+    preprocess = model_input(run)
     out = []
-    for probe in ("action_antonym", "video_reversal"):
+    for probe in PROBES:
         rows = sorted(run.predictions.get(probe, []), key=lambda r: r["scores"][0])[:per_probe]
         for row in rows:
             item = ann.get(str(row.get("video_id")), {})
-            strip = _strip_png(run, str(row.get("video_id")), frame_strip)
+            original, seen = _strips(run, str(row.get("video_id")), preprocess)
             negative = item.get(NEGATIVE_KEY.get(probe, ""), "time-reversed clip")
             out.append({"probe": PROBES[probe], "video_id": row.get("video_id"), "caption": item.get("label", ""),
-                        "negative": negative, "p_correct": row["scores"][0], "strip": strip})
+                        "negative": negative, "p_correct": row["scores"][0], "original": original, "seen": seen})
     return out
 
 
-def _strip_png(run: Run, video_id: str, frame_strip: Any) -> Optional[str]:
+def _strips(run: Run, video_id: str, preprocess: Any) -> tuple[Optional[str], Optional[str]]:
+    """(decoded at the file's size, as the model saw it) frame strips as base64 PNG, None where unreadable."""
     from paxion.data.video import VideoDecodeError, load_clip
+    from paxion.inference import frame_strip
 
     for ds in (run.cfg.get("datasets") or {}).values():
         videos = ds.get("videos") if hasattr(ds, "get") else None
@@ -186,34 +265,110 @@ def _strip_png(run: Run, video_id: str, frame_strip: Any) -> Optional[str]:
         if path is None or not path.is_file():
             continue
         try:
-            video, _ = load_clip(path, 8)
+            original, _ = load_clip(path, preprocess.num_frames if preprocess else 8)
+            seen = preprocess(path)[0] if preprocess else None
         except VideoDecodeError as exc:
             logger.warning("report: cannot read %s: %s", path, exc)
-            return None
-        buf = io.BytesIO()
-        frame_strip(video, scale=max(1, 96 // video.shape[-1])).save(buf, format="PNG")
-        return base64.b64encode(buf.getvalue()).decode()
-    return None
+            return None, None
+        return _strip_png(original, frame_strip), (_strip_png(seen, frame_strip) if seen is not None else None)
+    return None, None
+
+
+def _strip_png(video: Any, frame_strip: Any, height: int = 96) -> str:
+    buf = io.BytesIO()
+    frame_strip(video, scale=max(1, height // video.shape[-2])).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+# --------------------------------------------------------------------------- HTML
 
 
 def _img(data: Optional[str], alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">' if data else "<em>(no image)</em>"
 
 
+def _table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Cells are HTML already; one column per fact."""
+    th = "".join(f"<th>{h}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{th}</tr>{body}</table>"
+
+
+def _cell(value: Any, percent: bool = False) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, (int, float)) and not _finite(float(value)):
+        return f"<span class='bad'>{value}</span>"
+    if percent:
+        return f"{100 * value:.1f}"
+    return html.escape(str(value))
+
+
 def _metrics_table(runs: Sequence[Run]) -> str:
-    head = "".join(f"<th>{PROBES[p]}</th>" for p in PROBES)
+    head = ["run", "scored by", "split", "clips", *(f"{short} (%)" for short in PROBES.values()),
+            "skipped videos", "non-finite scores"]
     rows = []
     for run in runs:
-        cells = "".join(f"<td>{100 * run.metrics[f'{p}_accuracy']:.1f}</td>" if f"{p}_accuracy" in run.metrics
-                        else "<td>–</td>" for p in PROBES)
-        rows.append(f"<tr><td>{html.escape(run.name)}</td><td>{html.escape(run.module)}</td>{cells}"
-                    f"<td>{run.metrics.get('num_samples', '')}</td></tr>")
-    return f"<table><tr><th>run</th><th>scored by</th>{head}<th>clips</th></tr>{''.join(rows)}</table>"
+        m = run.metrics
+        nonfinite = m.get("nonfinite_scores")
+        flag = f"<span class='bad'>{nonfinite}</span>" if nonfinite else _cell(nonfinite)
+        rows.append([html.escape(run.name), html.escape(run.module), _cell(m.get("split")), _cell(m.get("num_samples")),
+                     *(_cell(m.get(f"{p}_accuracy"), percent=True) for p in PROBES), _cell(m.get("skipped_videos")),
+                     flag])
+    return _table(head, rows)
 
 
-STYLE = """body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}
+def _metadata_table(runs: Sequence[Run]) -> str:
+    head = ["run", "config", "seed", "model", "backbone", "weights", "precision", "device", "processes",
+            "duration", "python", "torch", "paxion"]
+    rows = []
+    for run in runs:
+        env, seconds = run.environment, duration_s(run)
+        weights = run.select("run.load_ckpt_path") or run.select("model.pretrained")
+        config = run.path / "config.yaml"
+        rows.append([html.escape(run.name), f"<a href='{html.escape(config.as_uri())}'>config.yaml</a>",
+                     _cell(run.select("run.seed")), _cell(run.select("model.arch")), _cell(run.select("model.backbone")),
+                     _cell(Path(str(weights)).name if weights else "none"),
+                     _cell(run.select("run.precision")), _cell(env.get("device")), _cell(env.get("world_size")),
+                     "–" if seconds is None else f"{seconds:.0f} s", _cell(env.get("python")), _cell(env.get("torch")),
+                     _cell(env.get("paxion"))])
+    note = "" if all(r.environment for r in runs) else (
+        "<p class='note'>– : not recorded (runs made before <code>environment.json</code> was written)</p>")
+    return _table(head, rows) + note
+
+
+def _object_table(runs: Sequence[Run], ann: dict[str, dict[str, Any]], limit: int = 30) -> str:
+    """Object Shuffle accuracy per object shown, the ``limit`` worst of the last run first (most clips first on ties)."""
+    tables = [per_group(run, "object_shuffle", ann, "object") for run in runs]
+    if not any(tables):
+        return ""
+    objects = sorted(tables[-1], key=lambda o: (tables[-1][o][0], -tables[-1][o][1]))[:limit]
+    head = ["object", "clips", *(f"{html.escape(r.label)} OS (%)" for r in runs)]
+    rows = [[html.escape(o), str(tables[-1][o][1]), *(f"{t[o][0]:.1f}" if o in t else "–" for t in tables)]
+            for o in objects]
+    return _table(head, rows)
+
+
+def _examples_table(run: Run, ann: dict[str, dict[str, Any]]) -> str:
+    head = ["probe", "video id", "caption", "negative", "p(correct)", "frames (decoded size)", "frames (model input)"]
+    rows = [[e["probe"], html.escape(str(e["video_id"])), html.escape(e["caption"]), html.escape(str(e["negative"])),
+             f"{e['p_correct']:.3f}", f"<div class='strip'>{_img(e['original'], 'decoded')}</div>",
+             f"<div class='strip'>{_img(e['seen'], 'model input')}</div>"] for e in worst_examples(run, ann)]
+    return _table(head, rows)
+
+
+STYLE = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}
-img{max-width:100%}.strip img{image-rendering:pixelated;height:72px;max-width:none}"""
+img{max-width:100%}.strip img{image-rendering:pixelated;height:72px;max-width:none}
+.bad{color:#c00;font-weight:bold}.alert{border:2px solid #c00;color:#c00;padding:0.5em 1em}.note{color:#666}"""
+
+
+def _alerts(runs: Sequence[Run]) -> list[str]:
+    items = [f"<li><b>{html.escape(r.name)}</b>: {html.escape(p)}</li>" for r in runs for p in problems(r)]
+    if not items:
+        return []
+    return ["<div class='alert'><b>Do not trust these numbers:</b> a run diverged or scored non-finite values "
+            f"(non-finite scores count as wrong).<ul>{''.join(items)}</ul></div>"]
 
 
 def render(root: Path) -> str:
@@ -221,27 +376,23 @@ def render(root: Path) -> str:
     if not runs:
         raise FileNotFoundError(f"{root}: no run folder with config.yaml and result/*_output.json below it")
     ann = next((a for a in (annotations(r) for r in runs) if a), {})
-    parts = [f"<h1>ActionBench report: {html.escape(root.name)}</h1>", _metrics_table(runs),
+    parts = [f"<h1>ActionBench report: {html.escape(root.name)}</h1>", *_alerts(runs), _metrics_table(runs),
+             "<h2>Runs</h2>", _metadata_table(runs),
              "<h2>Accuracy per probe</h2>", _img(probe_chart(runs), "accuracy per probe")]
-    for probe in ("action_antonym", "video_reversal"):
+    for probe in PROBES:
         chart = template_chart(runs, probe, ann)
         if chart:
             parts += [f"<h2>{PROBES[probe]} per action template</h2>", _img(chart, f"{probe} per template")]
+    objects = _object_table(runs, ann)
+    if objects:
+        parts += ["<h2>Object Shuffle by object</h2>", objects]
     for run in runs:
         chart = curves_chart(run)
         if chart:
             parts += [f"<h2>Training curves: {html.escape(run.name)}</h2>", _img(chart, "training curves")]
     patched = [r for r in runs if r.module != "backbone"]
     if patched:
-        rows = "".join(
-            f"<tr><td>{e['probe']}</td><td>{e['video_id']}</td>"
-            f"<td class='strip'>{_img(e['strip'], str(e['video_id']))}</td>"
-            f"<td>{html.escape(e['caption'])}</td><td>{html.escape(str(e['negative']))}</td>"
-            f"<td>{e['p_correct']:.3f}</td></tr>"
-            for e in worst_examples(patched[-1], ann))
-        parts += [f"<h2>Worst examples ({html.escape(patched[-1].name)})</h2>",
-                  "<table><tr><th>probe</th><th>id</th><th>frames</th><th>caption</th><th>negative</th>"
-                  f"<th>p(correct)</th></tr>{rows}</table>"]
+        parts += [f"<h2>Worst examples ({html.escape(patched[-1].name)})</h2>", _examples_table(patched[-1], ann)]
     head = f"<head><meta charset='utf-8'><title>Paxion report</title><style>{STYLE}</style></head>"
     return f"<!doctype html><html>{head}<body>{''.join(parts)}</body></html>"
 
