@@ -22,6 +22,7 @@ KINDS = (
     "dataset",  # name -> dataset builder class with a ``Config`` dataclass
     "processor",  # name -> video/text processor factory
     "lr_schedule",  # name -> schedule class
+    "technique",  # name -> training/eval technique class with a ``Config`` dataclass (IWO, SWA, ...)
 )
 
 T = TypeVar("T")

@@ -129,8 +129,8 @@ class Runner:
             start = self.state.iter_in_epoch
             sampler.set_epoch(epoch, start * run.batch_size_train)
             self._train_epoch(model, loader, epoch, start, iters, parts)
-            self.techniques.on_epoch_end(self.model, epoch)
             self._finish_epoch(epoch, datasets, parts)
+            self.techniques.on_epoch_end(self.model, epoch)  # after the epoch's checkpoints: they keep raw weights
         return self._final_evaluation(datasets)
 
     def evaluate(self, splits: Optional[Sequence[str]] = None, epoch: Any = "eval") -> dict[str, dict[str, Any]]:

@@ -1,0 +1,6 @@
+"""Techniques switched on by the ``techniques:`` config section: IWO, weight patching, SWA."""
+
+from paxion.techniques import iwo, swa, weight_patching  # noqa: F401  (registration side effects)
+from paxion.techniques.base import Technique, TechniqueSet, build_techniques
+
+__all__ = ["Technique", "TechniqueSet", "build_techniques"]
