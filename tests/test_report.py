@@ -66,7 +66,9 @@ def test_report_metadata_one_column_per_fact(tiny_run):
     assert re.fullmatch(r"\d+ s", patcher["duration"])
     env = json.loads((run_dir / "patcher" / "environment.json").read_text())
     assert patcher["python"] == env["python"]
-    assert rows["backbone"]["seed"] != "" and "config.yaml" in rows["backbone"]["config"]
+    href = re.search(r"href='(.*?)'", patcher["config"]).group(1)
+    assert (run_dir / href).resolve() == (run_dir / "patcher" / "config.yaml").resolve()  # relative: the page moves
+    assert rows["backbone"]["seed"] != "" and rows["backbone"]["weights"] == "none"
 
 
 def test_report_object_shuffle_counts_every_clip(tiny_run):

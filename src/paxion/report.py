@@ -318,27 +318,29 @@ def _metrics_table(runs: Sequence[Run]) -> str:
     return _table(head, rows)
 
 
-def _metadata_table(runs: Sequence[Run]) -> str:
-    head = ["run", "config", "seed", "model", "backbone", "weights", "precision", "device", "processes",
-            "duration", "python", "torch", "paxion"]
+def _metadata_table(runs: Sequence[Run], root: Path) -> str:
     rows = []
     for run in runs:
         env, seconds = run.environment, duration_s(run)
         weights = run.select("run.load_ckpt_path") or run.select("model.pretrained")
-        config = run.path / "config.yaml"
-        rows.append([html.escape(run.name), f"<a href='{html.escape(config.as_uri())}'>config.yaml</a>",
-                     _cell(run.select("run.seed")), _cell(run.select("model.arch")), _cell(run.select("model.backbone")),
-                     _cell(Path(str(weights)).name if weights else "none"),
-                     _cell(run.select("run.precision")), _cell(env.get("device")), _cell(env.get("world_size")),
-                     "–" if seconds is None else f"{seconds:.0f} s", _cell(env.get("python")), _cell(env.get("torch")),
-                     _cell(env.get("paxion"))])
+        config = (run.path / "config.yaml").relative_to(root).as_posix()
+        facts = {
+            "run": html.escape(run.name), "config": f"<a href='{html.escape(config)}'>{html.escape(config)}</a>",
+            "seed": _cell(run.select("run.seed")), "model": _cell(run.select("model.arch")),
+            "backbone": _cell(run.select("model.backbone")),
+            "weights": _cell(Path(str(weights)).name if weights else "none"),
+            "precision": _cell(run.select("run.precision")), "device": _cell(env.get("device")),
+            "processes": _cell(env.get("world_size")), "duration": "–" if seconds is None else f"{seconds:.0f} s",
+            **{key: _cell(env.get(key)) for key in ("python", "torch", "paxion")},
+        }
+        rows.append(facts)
     note = "" if all(r.environment for r in runs) else (
         "<p class='note'>– : not recorded (runs made before <code>environment.json</code> was written)</p>")
-    return _table(head, rows) + note
+    return _table(list(rows[0]), [list(r.values()) for r in rows]) + note
 
 
 def _object_table(runs: Sequence[Run], ann: dict[str, dict[str, Any]], limit: int = 30) -> str:
-    """Object Shuffle accuracy per object shown, the ``limit`` worst of the last run first (most clips first on ties)."""
+    """Object Shuffle accuracy per object shown: the ``limit`` worst of the last run (most clips first on ties)."""
     tables = [per_group(run, "object_shuffle", ann, "object") for run in runs]
     if not any(tables):
         return ""
@@ -377,7 +379,7 @@ def render(root: Path) -> str:
         raise FileNotFoundError(f"{root}: no run folder with config.yaml and result/*_output.json below it")
     ann = next((a for a in (annotations(r) for r in runs) if a), {})
     parts = [f"<h1>ActionBench report: {html.escape(root.name)}</h1>", *_alerts(runs), _metrics_table(runs),
-             "<h2>Runs</h2>", _metadata_table(runs),
+             "<h2>Runs</h2>", _metadata_table(runs, root),
              "<h2>Accuracy per probe</h2>", _img(probe_chart(runs), "accuracy per probe")]
     for probe in PROBES:
         chart = template_chart(runs, probe, ann)
