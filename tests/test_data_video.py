@@ -75,27 +75,47 @@ def test_eval_strategies_are_deterministic():
 
 def test_pyav_decodes_the_encoded_frames(clip):
     path, frames = clip
-    reader = open_video(path, "pyav")
-    assert reader.num_frames == 40 and reader.fps == pytest.approx(5.0)
-    idx = torch.tensor([0, 5, 5, 39, 12])
-    out = reader.get_frames(idx)  # (T, C, H, W)
+    with open_video(path, "pyav") as reader:
+        assert reader.num_frames == 40 and reader.fps == pytest.approx(5.0)
+        idx = torch.tensor([0, 5, 5, 39, 12])
+        out = reader.get_frames(idx)  # (T, C, H, W)
     assert out.shape == (5, 3, 48, 64) and out.dtype == torch.uint8
     ref = torch.from_numpy(frames[idx.numpy()]).permute(0, 3, 1, 2).float()
     assert (out.float() - ref).abs().mean() < 6  # lossy codec, but clearly the same pictures
     assert torch.equal(out[1], out[2])
 
 
-@pytest.mark.parametrize("other", [b for b in ("decord", "torchcodec") if b in available_backends()])
+@pytest.mark.parametrize("other", [b for b in ("pyav_sequential", "decord", "torchcodec") if b in available_backends()])
 def test_backends_agree_frame_for_frame(clip, other):
     path, _ = clip
     idx = torch.tensor([1, 2, 7, 7, 20, 33, 39])
-    ref, alt = open_video(path, "pyav"), open_video(path, other)
-    assert alt.num_frames == ref.num_frames
-    assert torch.equal(ref.get_frames(idx), alt.get_frames(idx))
-    # with resizing done after decoding (resize_on_decode=False path) they still agree exactly
-    a, _ = load_clip(path, 8, backend="pyav")
-    b, _ = load_clip(path, 8, backend=other)
-    assert torch.equal(a, b)
+    with open_video(path, "pyav") as ref, open_video(path, other) as alt:
+        assert alt.num_frames == ref.num_frames
+        assert torch.equal(ref.get_frames(idx), alt.get_frames(idx))
+    # resizing is one torch resize after decoding, so they agree at any size
+    for size in (None, (32, 32), (24, 40)):
+        a, _ = load_clip(path, 8, backend="pyav", size=size)
+        b, _ = load_clip(path, 8, backend=other, size=size)
+        assert torch.equal(a, b)
+
+
+@pytest.mark.skipif("decord" not in available_backends(), reason="decord is not installed")
+def test_pyav_and_decord_agree_at_the_model_size_on_synthaction(tmp_path):
+    """Clips written at 64 px, read at the model's 32 px through the dataset path (resize_on_decode default)."""
+    from paxion.data.datasets.actionbench import ActionBenchSSv2
+    from paxion.data.synthetic import generate
+
+    root = generate(tmp_path, seed=3, num_train=0, num_val=6, num_test=0, frames=8, size=64, workers=1)
+    ann = root / "ActionBench/ssv2/shuffled_object_and_action_antonyms"
+    videos = root / "SSv2/video_clips/clips_downsampled_5fps_downsized_224x224"
+    clips = {}
+    for decoder in ("pyav", "decord"):
+        cfg = ActionBenchSSv2.Config(ann_root=str(ann), videos=str(videos), decoder=decoder)
+        assert cfg.resize_on_decode
+        ds = ActionBenchSSv2(cfg).build("val", num_frames=8, image_size=32, training=False)
+        clips[decoder] = torch.stack([ds[i]["video"] for i in range(len(ds))])  # (N, T, C, 32, 32)
+    assert clips["pyav"].shape == (6, 8, 3, 32, 32)
+    assert torch.equal(clips["pyav"], clips["decord"])
 
 
 def test_resize_on_decode_and_segments(clip):
