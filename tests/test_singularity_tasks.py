@@ -45,8 +45,8 @@ def test_synthetic_twins_differ_only_in_the_action(synth: Path) -> None:
 
 
 def test_retrieval_eval_has_one_sample_per_video_and_all_its_captions(synth: Path) -> None:
-    files = {"train": "synth_ret_train.json", "test": "synth_ret_test.json"}
-    builder = _builder("singularity_retrieval", synth, files=files)
+    builder = _builder("singularity_retrieval", synth, train_file="synth_ret_train.json",
+                       test_file="synth_ret_test.json")
     test = builder.build("test", num_frames=4, image_size=32, training=False)
     assert len(test) == 6 and len(test.texts) == 12
     assert [test[i]["text_ids"] for i in range(2)] == [[0, 1], [2, 3]]
@@ -67,23 +67,23 @@ def test_paragraph_and_multi_video_ground_truth(tmp_path: Path, synth: Path) -> 
                                                {"video": ["3.mp4"], "caption": "b"}]))
     videos = str(synth / VIDEOS)
     para = registry.get("dataset", "singularity_retrieval")(
-        {"ann_root": str(ann), "videos": videos, "files": {"val": "para.json"}, "paragraph": True}).load("val")
+        {"ann_root": str(ann), "videos": videos, "val_file": "para.json", "paragraph": True}).load("val")
     assert para.texts == ["a man runs he stops", "x"] and [r["text_ids"] for r in para.records] == [[0], [1]]
     multi = registry.get("dataset", "singularity_retrieval")(
-        {"ann_root": str(ann), "videos": videos, "files": {"val": "ssv2.json", "train": "ssv2.json"},
+        {"ann_root": str(ann), "videos": videos, "val_file": "ssv2.json", "train_file": "ssv2.json",
          "multi_vision_gt": True})
     val = multi.load("val")
     assert val.texts == ["moving [something] up", "b"] and [r["text_idx"] for r in val.records] == [0, 0, 1]
     assert [r["video_idx"] for r in multi.load("train").records] == [0, 0, 1]  # positives: same caption
     (ann / "bad.json").write_text(json.dumps([{"video": "1.mp4"}]))
     bad = registry.get("dataset", "singularity_retrieval")({"ann_root": str(ann), "videos": videos,
-                                                            "files": {"val": "bad.json"}})
+                                                            "val_file": "bad.json"})
     with pytest.raises(AnnotationError, match=r"bad.json\[item 0\]: missing field 'caption'"):
         bad.load("val")
 
 
 def test_qa_and_mc_samples(synth: Path) -> None:
-    qa = _builder("singularity_qa", synth, files={"train": "synth_qa_train.json", "test": "synth_qa_test.json"},
+    qa = _builder("singularity_qa", synth, train_file="synth_qa_train.json", test_file="synth_qa_test.json",
                   answer_list="synth_qa_answer_list.json")
     test = qa.build("test", num_frames=4, image_size=32, training=False)
     assert "left" in test.answer_list and test[0]["answer_text"] in test.answer_list
@@ -91,7 +91,7 @@ def test_qa_and_mc_samples(synth: Path) -> None:
     batch = collate_with_extras([s for s in (qa.build("train", num_frames=1, image_size=32, training=True)[i]
                                              for i in range(2))])
     assert batch["answer_input"][0] and batch["answer_weights"][0] == [1.0]
-    mc = _builder("singularity_mc", synth, files={"test": "synth_mc_test.json"}).build(
+    mc = _builder("singularity_mc", synth, test_file="synth_mc_test.json").build(
         "test", num_frames=4, image_size=32, training=False)
     batch = collate_with_extras([mc[0], mc[1]])
     assert len(batch["candidates"][0]) == 5 and batch["answer"].dtype == torch.int64
@@ -99,6 +99,6 @@ def test_qa_and_mc_samples(synth: Path) -> None:
 
 def test_named_datasets_use_the_original_file_names() -> None:
     assert registry.get("dataset", "didemo_ret")().cfg.paragraph
-    assert registry.get("dataset", "ssv2_template_ret")().cfg.files["val"] == "ssv2_ret_template_val_small.json"
+    assert registry.get("dataset", "ssv2_template_ret")().cfg.val_file == "ssv2_ret_template_val_small.json"
     assert registry.get("dataset", "msrvtt_qa")().cfg.answer_list == "msrvtt_qa_answer_list.json"
     assert registry.get("dataset", "msrvtt_mc")().splits == ("test",)

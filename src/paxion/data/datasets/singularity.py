@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from dataclasses import field as dc_field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -56,15 +55,22 @@ def singularity_text(prompt: str = "", max_words: int = 50) -> TextProcessor:
 class SingularityDataConfig(VideoDataConfig):
     ann_root: str = ANN_ROOT
     videos: str = "???"
-    files: Optional[dict[str, str]] = None  # split -> annotation file name under ann_root
+    train_file: Optional[str] = None  # annotation file of each split under ann_root; None: no such split
+    val_file: Optional[str] = None
+    test_file: Optional[str] = None
     frame_sampling: str = "random"  # train: a random frame per segment ("rand"); eval: segment middles
     text_processor: str = "singularity_text"
     color_jitter: bool = False  # the original's video transforms have no colour jitter
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.files:
-            raise ValueError("files: give the annotation file of each split, e.g. {train: x_train.json, test: x.json}")
+        if not self.files():
+            raise ValueError("give the annotation file of at least one split (train_file, val_file, test_file)")
+
+    def files(self) -> dict[str, str]:
+        """split -> annotation file name."""
+        named = {"train": self.train_file, "val": self.val_file, "test": self.test_file}
+        return {split: name for split, name in named.items() if name}
 
 
 class SingularityBuilder(DatasetBuilder):
@@ -74,10 +80,10 @@ class SingularityBuilder(DatasetBuilder):
 
     @property
     def splits(self) -> tuple[str, ...]:  # type: ignore[override]
-        return tuple(self.cfg.files)
+        return tuple(self.cfg.files())
 
     def items(self, split: str) -> tuple[Path, list[dict[str, Any]]]:
-        path = Path(self.cfg.ann_root) / self.cfg.files[split]
+        path = Path(self.cfg.ann_root) / self.cfg.files()[split]
         return path, read_json_list(path)
 
     def text(self) -> TextProcessor:
@@ -226,16 +232,13 @@ class SingularityMCData(SingularityBuilder):
         return LoadedSplit(records, missing_videos=missing)
 
 
-def _files(**files: str) -> Any:
-    return dc_field(default_factory=lambda: dict(files))
-
-
 @registry.register("dataset", "msrvtt_ret")
 class MSRVTTRetrieval(SingularityRetrievalData):
     @dataclass
     class Config(RetrievalDataConfig):
         videos: str = f"{VIDEO_ROOT}/msrvtt_2fps_224"
-        files: Optional[dict[str, str]] = _files(train="msrvtt_ret_train7k.json", test="msrvtt_ret_test1k.json")
+        train_file: Optional[str] = "msrvtt_ret_train7k.json"
+        test_file: Optional[str] = "msrvtt_ret_test1k.json"
 
     name = "msrvtt_ret"
 
@@ -245,8 +248,9 @@ class DiDeMoRetrieval(SingularityRetrievalData):
     @dataclass
     class Config(RetrievalDataConfig):
         videos: str = f"{VIDEO_ROOT}/didemo_2fps_360_trimed30"
-        files: Optional[dict[str, str]] = _files(
-            train="didemo_ret_train.json", val="didemo_ret_val.json", test="didemo_ret_test.json")
+        train_file: Optional[str] = "didemo_ret_train.json"
+        val_file: Optional[str] = "didemo_ret_val.json"
+        test_file: Optional[str] = "didemo_ret_test.json"
         paragraph: bool = True
 
     name = "didemo_ret"
@@ -257,7 +261,8 @@ class ActivityNetRetrieval(SingularityRetrievalData):
     @dataclass
     class Config(RetrievalDataConfig):
         videos: str = f"{VIDEO_ROOT}/activity_net_2fps_360"
-        files: Optional[dict[str, str]] = _files(train="anet_ret_train.json", val="anet_ret_val_1.json")
+        train_file: Optional[str] = "anet_ret_train.json"
+        val_file: Optional[str] = "anet_ret_val_1.json"
         paragraph: bool = True
 
     name = "anet_ret"
@@ -268,7 +273,8 @@ class SSv2LabelRetrieval(SingularityRetrievalData):
     @dataclass
     class Config(RetrievalDataConfig):
         videos: str = f"{VIDEO_ROOT}/ssv2"
-        files: Optional[dict[str, str]] = _files(train="ssv2_ret_label_train.json", val="ssv2_ret_label_val_small.json")
+        train_file: Optional[str] = "ssv2_ret_label_train.json"
+        val_file: Optional[str] = "ssv2_ret_label_val_small.json"
         multi_vision_gt: bool = True
 
     name = "ssv2_label_ret"
@@ -279,8 +285,8 @@ class SSv2TemplateRetrieval(SingularityRetrievalData):
     @dataclass
     class Config(RetrievalDataConfig):
         videos: str = f"{VIDEO_ROOT}/ssv2"
-        files: Optional[dict[str, str]] = _files(
-            train="ssv2_ret_template_train.json", val="ssv2_ret_template_val_small.json")
+        train_file: Optional[str] = "ssv2_ret_template_train.json"
+        val_file: Optional[str] = "ssv2_ret_template_val_small.json"
         multi_vision_gt: bool = True
 
     name = "ssv2_template_ret"
@@ -291,8 +297,9 @@ class MSRVTTQA(SingularityQAData):
     @dataclass
     class Config(QADataConfig):
         videos: str = f"{VIDEO_ROOT}/msrvtt_2fps_224"
-        files: Optional[dict[str, str]] = _files(
-            train="msrvtt_qa_train.json", val="msrvtt_qa_val.json", test="msrvtt_qa_test.json")
+        train_file: Optional[str] = "msrvtt_qa_train.json"
+        val_file: Optional[str] = "msrvtt_qa_val.json"
+        test_file: Optional[str] = "msrvtt_qa_test.json"
         answer_list: str = "msrvtt_qa_answer_list.json"
 
     name = "msrvtt_qa"
@@ -303,8 +310,9 @@ class ActivityNetQA(SingularityQAData):
     @dataclass
     class Config(QADataConfig):
         videos: str = f"{VIDEO_ROOT}/activity_net_2fps_360"
-        files: Optional[dict[str, str]] = _files(
-            train="anet_qa_train.json", val="anet_qa_val.json", test="anet_qa_test.json")
+        train_file: Optional[str] = "anet_qa_train.json"
+        val_file: Optional[str] = "anet_qa_val.json"
+        test_file: Optional[str] = "anet_qa_test.json"
         answer_list: str = "anet_qa_answer_list.json"
 
     name = "anet_qa"
@@ -315,6 +323,6 @@ class MSRVTTMC(SingularityMCData):
     @dataclass
     class Config(SingularityDataConfig):
         videos: str = f"{VIDEO_ROOT}/msrvtt_2fps_224"
-        files: Optional[dict[str, str]] = _files(test="msrvtt_mc_test.json")
+        test_file: Optional[str] = "msrvtt_mc_test.json"
 
     name = "msrvtt_mc"

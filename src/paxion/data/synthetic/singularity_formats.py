@@ -124,3 +124,23 @@ def _dump(path: Path, obj: Any) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(obj, indent=1))
     os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Write SynthAction in Singularity's downstream formats.")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--num-train-pairs", type=int, default=60)
+    parser.add_argument("--num-test-pairs", type=int, default=20)
+    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--size", type=int, default=32)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    generate_singularity(args.out, args.seed, args.num_train_pairs, args.num_test_pairs,
+                         frames=args.frames, size=args.size, workers=1)
+
+
+if __name__ == "__main__":
+    main()
