@@ -7,3 +7,4 @@ from paxion.tasks import mcqa  # noqa: F401
 from paxion.tasks import qa  # noqa: F401
 from paxion.tasks import pretrain  # noqa: F401
 from paxion.tasks import action_recognition  # noqa: F401
+from paxion.tasks import open_vocab  # noqa: F401

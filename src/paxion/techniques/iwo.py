@@ -32,7 +32,8 @@ class IWOConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.sample_low <= self.sample_high <= 1.0:
-            raise ValueError(f"iwo: need 0 <= sample_low <= sample_high <= 1, got {self.sample_low}, {self.sample_high}")
+            low, high = self.sample_low, self.sample_high
+            raise ValueError(f"iwo: need 0 <= sample_low <= sample_high <= 1, got {low}, {high}")
         if self.loss_ratio < 0:
             raise ValueError(f"iwo: loss_ratio must be >= 0, got {self.loss_ratio}")
 
