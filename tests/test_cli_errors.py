@@ -104,6 +104,7 @@ def test_debug_shows_the_exception(tmp_path: Path) -> None:
         main(_paxion_argv(tmp_path, tmp_path / "nowhere.pth"))  # library callers get the exception itself
 
 
+@pytest.mark.slow
 def test_real_command_line_prints_one_line_and_exits_1(tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = subprocess.run(

@@ -156,8 +156,9 @@ def _wait_for(path: Path, text: str, proc: subprocess.Popen, timeout: float = 24
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_sigterm_saves_exits_143_and_resume_continues_without_duplicate_records(tmp_path: Path) -> None:
-    out, epochs = tmp_path / "run", 150
+    out, epochs = tmp_path / "run", 40
     cmd = [sys.executable, "-m", "paxion.train", *toy_argv(out, max_epoch=epochs)]
     proc = subprocess.Popen(
         cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}
@@ -194,6 +195,7 @@ def _record_keys(out: Path) -> list[tuple]:
     return [(r["kind"], r["step"], r.get("epoch"), r.get("iter")) for r in map(json.loads, lines)]
 
 
+@pytest.mark.slow
 def test_resume_after_kill_drops_records_of_the_lost_steps(tmp_path: Path, toy_baseline: Path) -> None:
     """Killed in epoch 1 after the record of step 10 was written but latest.pth holds step 9: the resumed
     run writes step 10 again, so metrics.jsonl must lose the first copy."""
@@ -287,3 +289,99 @@ def test_checkpoint_save_failure_is_a_checkpoint_error(tmp_path: Path) -> None:
 
     with pytest.raises(CheckpointError, match=r"blocked/latest.pth: cannot write checkpoint"):
         atomic_save({"model": {"w": torch.zeros(2)}}, tmp_path / "blocked" / "latest.pth")
+
+
+# ---------------------------------------------------------------------------- SLURM requeue
+
+_FAKE_SRUN = """#!/usr/bin/env bash
+echo "$@" > "$FAKE_LOG/srun_args"
+trap 'echo TERM > "$FAKE_LOG/srun_term"; exit 143' TERM
+sleep 60 & wait $!
+"""
+_FAKE_SCONTROL = """#!/usr/bin/env bash
+echo "$@" >> "$FAKE_LOG/scontrol"
+[[ "$1" == show ]] && echo node1
+exit 0
+"""
+
+
+def test_slurm_script_forwards_sigterm_and_requeues(tmp_path: Path) -> None:
+    from conftest import REPO
+
+    bin_dir, log = tmp_path / "bin", tmp_path / "log"
+    bin_dir.mkdir()
+    log.mkdir()
+    for name, text in (("srun", _FAKE_SRUN), ("scontrol", _FAKE_SCONTROL)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_LOG": str(log), "SLURM_JOB_ID": "77",
+           "SLURM_JOB_NODELIST": "node1", "SLURM_NNODES": "1"}
+    script = REPO / "run_scripts" / "slurm_train.sh"
+    proc = subprocess.Popen(["bash", str(script), "cfg.yaml", "run.max_epoch=3"], env=env, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (log / "srun_args").is_file():
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 143  # the training's status
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stderr.close()
+    assert (log / "srun_term").is_file()  # forwarded to the training
+    assert (log / "srun_args").read_text().split()[-3:] == ["cfg.yaml", "run.max_epoch=3", "run.resume=auto"]
+    assert "requeue 77" in (log / "scontrol").read_text()
+
+
+# ---------------------------------------------------------------------------- two ranks agree
+
+
+def _dist_worker(out: Path) -> None:
+    """Rank 1 alone sees a NaN loss (call 2) and a SIGTERM (call 4); both ranks must act on each together."""
+    from paxion import dist
+
+    rank, real, calls = int(os.environ["RANK"]), ToyTask.train_step, {"n": 0}
+
+    def train_step(self, model, batch):
+        calls["n"] += 1
+        loss, logs = real(self, model, batch)
+        if rank == 1 and calls["n"] == 2:
+            loss = loss * float("nan")
+        if rank == 1 and calls["n"] == 4:
+            signal.raise_signal(signal.SIGTERM)
+        return loss, logs
+
+    ToyTask.train_step = train_step
+    runner = build_runner(toy_argv(out, max_nonfinite_steps=1), "distributed stop test")
+    report: dict = {"stopped": None}
+    try:
+        runner.train()
+    except TrainingInterrupted as exc:
+        report["stopped"] = str(exc)
+    flat = torch.cat([p.detach().flatten() for p in runner.model.parameters()])
+    report["params_equal"] = all(torch.equal(flat, other) for other in dist.all_gather_object(flat))
+    report["nonfinite_steps"] = runner.state.nonfinite_steps
+    (out / f"rank{rank}.json").write_text(json.dumps(report))
+    runner.close()
+    dist.destroy()
+
+
+@pytest.mark.slow
+def test_ranks_skip_and_stop_at_the_same_step(tmp_path: Path) -> None:
+    out = tmp_path / "ddp"
+    out.mkdir()
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", __file__, str(out)]
+    proc = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    reports = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
+    assert all(r["params_equal"] and r["nonfinite_steps"] == 1 for r in reports)
+    assert all("stopped by SIGTERM at epoch 1, iteration 1 (global step 3)" in r["stopped"] for r in reports)
+    ckpt = load_checkpoint(out / "latest.pth")  # 3 iterations per epoch and rank; iteration 2 skipped
+    assert (ckpt["epoch"], ckpt["iter_in_epoch"], ckpt["global_step"]) == (1, 1, 3)
+
+
+if __name__ == "__main__":
+    _dist_worker(Path(sys.argv[1]))

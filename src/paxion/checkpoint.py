@@ -128,6 +128,22 @@ def load_model_weights(model: nn.Module, state: dict[str, torch.Tensor], source:
         logger.debug("%s: %d frozen entries kept from the model: %s", source, len(frozen_missing), frozen_missing)
 
 
+def load_for_resume(path: str | Path) -> dict[str, Any]:
+    """:func:`load_checkpoint`; when it fails, the error also names the intact checkpoints next to it."""
+    path = Path(path)
+    try:
+        return load_checkpoint(path)
+    except CheckpointError as exc:
+        others = usable_checkpoints(path.parent, exclude=path) if path.parent.is_dir() else []
+        hint = (
+            f"; intact checkpoints there: {', '.join(p.name for p in others)} "
+            f"(resume from one with run.resume_ckpt_path={others[0]})"
+            if others
+            else "; no other intact checkpoint there"
+        )
+        raise CheckpointError(f"cannot resume: {exc}{hint}") from exc
+
+
 def rng_state() -> dict[str, Any]:
     """This process's RNG states as tensors and plain containers (``weights_only``-loadable)."""
     np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()

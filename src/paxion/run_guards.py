@@ -4,6 +4,7 @@
 * :class:`StopSignals`: SIGINT/SIGTERM set a flag instead of killing the process, so that the runner
   saves ``latest.pth`` at the next step boundary and raises :class:`TrainingInterrupted`. A second
   signal of the same kind acts at once (the default action).
+* :class:`TrainGuard`: both, agreed by every rank at each optimizer update, so all ranks skip or stop together.
 """
 
 from __future__ import annotations
@@ -88,3 +89,67 @@ class _WorkerInit:
             signal.signal(sig, signal.SIG_IGN)
         if self.inner is not None:
             self.inner(worker_id)
+
+
+class TrainGuard:
+    """Per optimizer update: do all ranks agree to skip it (non-finite loss) or to stop (a signal)?
+
+    Enter it around training to catch SIGINT/SIGTERM. :meth:`agree` costs one host sync per update.
+    """
+
+    def __init__(self, max_nonfinite_steps: int, device: torch.device) -> None:
+        self.max_nonfinite_steps = max_nonfinite_steps
+        self.device = device
+        self.signals = StopSignals()
+
+    def __enter__(self) -> "TrainGuard":
+        self.signals.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.signals.__exit__(*exc)
+
+    def agree(self, losses: list[torch.Tensor], grad_norm: Optional[torch.Tensor]) -> tuple[bool, bool]:
+        """-> (skip: some rank has a non-finite loss or ``grad_norm``, stop: some rank got a stop signal)."""
+        bad = ~torch.isfinite(torch.stack(losses)).all()
+        if grad_norm is not None:
+            bad = bad | ~torch.isfinite(grad_norm)
+        stop = torch.tensor(float(self.signals.signum is not None), device=self.device)
+        flags = _max_over_ranks(torch.stack([bad.float(), stop]))
+        skip, stop_any = (bool(f) for f in flags.tolist())
+        return skip, stop_any
+
+    def stop_requested(self) -> bool:
+        """Whether any rank got a stop signal (a collective: every rank must call it)."""
+        return bool(_max_over_ranks(torch.tensor([float(self.signals.signum is not None)], device=self.device)).item())
+
+    def check_budget(self, count: int, where: str, micro: list[tuple[torch.Tensor, dict]], grad_norm: Any) -> None:
+        """The ``count``-th skipped update: warn, or raise :class:`NonFiniteLossError` past the budget."""
+        from paxion import dist
+
+        bad = [(loss, logs) for loss, logs in micro if not torch.isfinite(loss)]
+        terms = format_terms(*bad[0]) if bad else f"loss terms finite on rank {dist.get_rank()}"
+        if grad_norm is not None:
+            terms += f" grad_norm={float(grad_norm):.6g}"
+        message = f"non-finite training loss at {where}: {terms}"
+        allowed = self.max_nonfinite_steps
+        if count > allowed:
+            raise NonFiniteLossError(
+                f"{message}. Stopped: {count} non-finite step(s), run.max_nonfinite_steps={allowed} "
+                "(lower run.init_lr, set run.grad_clip_norm, or allow skipping with run.max_nonfinite_steps=N)"
+            )
+        logger.warning("%s: update skipped (%d of at most %d)", message, count, allowed)
+
+    def interrupted(self, where: str, latest: Any) -> TrainingInterrupted:
+        signum = self.signals.signum or signal.SIGTERM  # another rank may have been the one signalled
+        return TrainingInterrupted(
+            signum,
+            f"stopped by {signal.Signals(signum).name} at {where}; {latest} saved: continue with "
+            "run.resume=auto and the same run.output_dir",
+        )
+
+
+def _max_over_ranks(flags: torch.Tensor) -> torch.Tensor:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
+    return flags

@@ -11,7 +11,6 @@ import json
 import logging
 import math
 import random
-import signal
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,13 +28,8 @@ from paxion import dist
 from paxion.config import RunConfig, prepare_output_dir, save_config, section
 from paxion.logger import MetricLogger, progress
 from paxion.optim import build_optimizer, build_schedule
-from paxion.run_guards import (
-    NonFiniteLossError,
-    StopSignals,
-    TrainingInterrupted,
-    format_terms,
-    ignore_stop_signals,
-)
+from paxion.eval_outputs import concat_outputs, unique_by_idx
+from paxion.run_guards import TrainGuard, TrainingInterrupted, ignore_stop_signals
 from paxion.samplers import build_eval_loader, build_train_loader
 from paxion.tasks.base import BaseTask, Batch
 from paxion.techniques import build_techniques
@@ -94,7 +88,7 @@ class Runner:
         self._skipped: list[dict[str, Any]] = []  # this rank's unreported skipped videos
         self._skipped_total: list[dict[str, Any]] = []  # all ranks, rank 0 only
         self._eval_loaders: dict[str, Any] = {}
-        self._stop = StopSignals()  # installed while train() runs
+        self._guard = TrainGuard(self.run.max_nonfinite_steps, self.device)  # catches signals while train() runs
 
     # ------------------------------------------------------------------ public entry points
 
@@ -102,9 +96,9 @@ class Runner:
         """Train ``run.max_epoch`` epochs (resuming if asked), then score test and valid splits with best weights.
 
         SIGINT/SIGTERM save ``latest.pth`` at the next step boundary and raise :class:`TrainingInterrupted`;
-        a non-finite loss raises :class:`NonFiniteLossError` (after ``run.max_nonfinite_steps`` skipped steps).
+        a non-finite loss raises ``NonFiniteLossError`` (after ``run.max_nonfinite_steps`` skipped steps).
         """
-        with StopSignals() as self._stop:
+        with self._guard:
             return self._train()
 
     def _train(self) -> dict[str, dict[str, Any]]:
@@ -232,15 +226,12 @@ class Runner:
             scaler.unscale_(optimizer)
             trainable = [p for p in self.model.parameters() if p.requires_grad]
             grad_norm = torch.nn.utils.clip_grad_norm_(trainable, run.grad_clip_norm)
-        bad = ~torch.isfinite(torch.stack([loss for loss, _ in micro])).all()
-        if grad_norm is not None and not scaler.is_enabled():  # fp16 overflow is the scaler's business
-            bad = bad | ~torch.isfinite(grad_norm)
-        flags = torch.stack([bad.float(), torch.tensor(float(self._stop.signum is not None), device=self.device)])
-        if dist.is_dist():
-            torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
-        skip, stop = (bool(f) for f in flags.tolist())
+        check_norm = grad_norm if not scaler.is_enabled() else None  # fp16 overflow is the scaler's business
+        skip, stop = self._guard.agree([loss for loss, _ in micro], check_norm)
         if skip:
-            self._skip_nonfinite(epoch, it, iters, micro, grad_norm)
+            self.state.nonfinite_steps += 1
+            where = f"epoch {epoch}, iteration {it + 1} of {iters}, global step {self.state.global_step}"
+            self._guard.check_budget(self.state.nonfinite_steps, where, micro, grad_norm)
             if scaler.is_enabled():  # keep the scaler's bookkeeping whole and let it back off
                 if grad_norm is None:
                     scaler.unscale_(optimizer)
@@ -257,46 +248,15 @@ class Runner:
         if stop:
             raise self._interrupted()
 
-    def _skip_nonfinite(
-        self, epoch: int, it: int, iters: int, micro: list[tuple[torch.Tensor, dict]], grad_norm: Any
-    ) -> None:
-        """Count a non-finite update; raise :class:`NonFiniteLossError` once past ``run.max_nonfinite_steps``."""
-        state, allowed = self.state, self.run.max_nonfinite_steps
-        state.nonfinite_steps += 1
-        bad = [(loss, logs) for loss, logs in micro if not torch.isfinite(loss)]
-        terms = format_terms(*bad[0]) if bad else f"loss terms finite on rank {dist.get_rank()}"
-        if grad_norm is not None:
-            terms += f" grad_norm={float(grad_norm):.6g}"
-        where = f"epoch {epoch}, iteration {it + 1} of {iters}, global step {state.global_step}"
-        message = f"non-finite training loss at {where}: {terms}"
-        if state.nonfinite_steps > allowed:
-            raise NonFiniteLossError(
-                f"{message}. Stopped: {state.nonfinite_steps} non-finite step(s), run.max_nonfinite_steps={allowed} "
-                "(lower run.init_lr, set run.grad_clip_norm, or allow skipping with run.max_nonfinite_steps=N)"
-            )
-        logger.warning("%s: update skipped (%d of at most %d)", message, state.nonfinite_steps, allowed)
-
     def _interrupted(self) -> TrainingInterrupted:
-        signum = self._stop.signum or signal.SIGTERM
         state = self.state
-        return TrainingInterrupted(
-            signum,
-            f"stopped by {signal.Signals(signum).name} at epoch {state.epoch}, iteration {state.iter_in_epoch} "
-            f"(global step {state.global_step}); {self.output_dir / 'latest.pth'} saved: continue with "
-            f"run.resume=auto and the same run.output_dir",
-        )
-
-    def _stop_requested(self) -> bool:
-        """Whether any rank received a stop signal (a collective: every rank must call it)."""
-        flag = torch.tensor(float(self._stop.signum is not None), device=self.device)
-        if dist.is_dist():
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-        return bool(flag.item())
+        where = f"epoch {state.epoch}, iteration {state.iter_in_epoch} (global step {state.global_step})"
+        return self._guard.interrupted(where, self.output_dir / "latest.pth")
 
     def _log_train(
         self, epoch: int, it: int, lr: float, rate: float, mean_loss: torch.Tensor, logs: dict, scaler: Any
     ) -> None:
-        # the only host sync of the loop, every run.log_freq iterations
+        # host syncs of the loop: this one every run.log_freq iterations, and TrainGuard.agree per update
         values = {k: dist.all_reduce_mean(v.detach().float()).item() for k, v in logs.items() if torch.is_tensor(v)}
         record = {
             "epoch": epoch,
@@ -330,7 +290,7 @@ class Runner:
         if run.save_after_every_epoch:
             self._save(f"checkpoint_{epoch}.pth", parts)
         self._save("latest.pth", parts)
-        if self._stop_requested():
+        if self._guard.stop_requested():
             raise self._interrupted()
 
     def _may_become_best(self, value: float, epoch: int) -> bool:
@@ -360,7 +320,7 @@ class Runner:
         splits = list(dict.fromkeys(self.run.test_splits + self.run.valid_splits))
         results = {}
         for split in splits:
-            if self._stop_requested():  # latest.pth of the last epoch is on disk: a resume redoes this part
+            if self._guard.stop_requested():  # latest.pth of the last epoch is on disk: a resume redoes this part
                 raise self._interrupted()
             results[split] = self._evaluate_and_write(split, datasets[split], epoch)
         return results
@@ -405,7 +365,7 @@ class Runner:
             if self.run.load_ckpt_path:
                 self.load_weights(self.run.load_ckpt_path)
             return None
-        ckpt = self._load_resume_checkpoint(Path(path))
+        ckpt = ckpt_lib.load_for_resume(path)
         ckpt_lib.load_model_weights(self.model, ckpt["model"], source=str(path))
         for key, part in parts.items():
             part.load_state_dict(ckpt[key])
@@ -431,20 +391,6 @@ class Runner:
             return None
         return ckpt["rng"][dist.get_rank()]
 
-    def _load_resume_checkpoint(self, path: Path) -> dict[str, Any]:
-        """``load_checkpoint``; when it fails, the error also names the intact checkpoints next to it."""
-        try:
-            return ckpt_lib.load_checkpoint(path)
-        except ckpt_lib.CheckpointError as exc:
-            others = ckpt_lib.usable_checkpoints(path.parent, exclude=path) if path.parent.is_dir() else []
-            hint = (
-                f"; intact checkpoints there: {', '.join(p.name for p in others)} "
-                f"(resume from one with run.resume_ckpt_path={others[0]})"
-                if others
-                else "; no other intact checkpoint there"
-            )
-            raise ckpt_lib.CheckpointError(f"cannot resume: {exc}{hint}") from exc
-
     # ------------------------------------------------------------------ evaluation
 
     @torch.no_grad()
@@ -461,11 +407,11 @@ class Runner:
         for batch in progress(loader, len(loader), f"eval {split}", dist.is_main() and self.run.progress_bar):
             with self._autocast():
                 chunks.append(self.task.eval_step(self.model, self._to_device(batch)))
-        local = _concat_outputs(chunks, split)
+        local = concat_outputs(chunks, split)
         gathered = dist.all_gather_object(local)
         metrics = None
         if dist.is_main():
-            outputs = _unique_by_idx([g for g in gathered if g is not None], split)
+            outputs = unique_by_idx([g for g in gathered if g is not None], split)
             metrics = self.task.compute_metrics(outputs, split, self.output_dir)
         metrics = dict(dist.broadcast_object(metrics))
         metrics["skipped_videos"] = self._report_skipped(f"eval {split}")
@@ -492,35 +438,3 @@ class Runner:
             logger.warning("%s: %d unreadable videos were replaced (see skipped_videos.json)", phase, len(new))
             (self.output_dir / "skipped_videos.json").write_text(json.dumps(self._skipped_total, indent=2, default=str))
         return len(new)
-
-
-def _concat_outputs(chunks: list[dict[str, Any]], split: str) -> Optional[dict[str, Any]]:
-    """This rank's eval outputs as CPU tensors (floats as float32) or lists; None for an empty shard."""
-    if not chunks:
-        return None
-    out: dict[str, Any] = {}
-    for key in chunks[0]:
-        values = [c[key] for c in chunks]
-        if torch.is_tensor(values[0]):
-            t = torch.cat(values).cpu()  # (N_rank, ...)
-            out[key] = t.float() if t.is_floating_point() else t
-        else:
-            out[key] = [x for v in values for x in v]
-    if "idx" not in out:
-        raise KeyError(f"eval_step outputs for split '{split}' lack the required 'idx' entry: {sorted(out)}")
-    return out
-
-
-def _unique_by_idx(parts: list[dict[str, Any]], split: str) -> dict[str, Any]:
-    """Merge the ranks' outputs, keep each ``idx`` once and sort by it."""
-    if not parts:
-        raise ValueError(f"split '{split}' produced no evaluation outputs (empty dataset?)")
-    merged = {
-        key: torch.cat([p[key] for p in parts])
-        if torch.is_tensor(parts[0][key])
-        else [x for p in parts for x in p[key]]
-        for key in parts[0]
-    }
-    _, first = np.unique(merged["idx"].numpy(), return_index=True)  # sorted unique idx, first occurrence
-    keep = torch.from_numpy(first)
-    return {k: v[keep] if torch.is_tensor(v) else [v[i] for i in first] for k, v in merged.items()}
