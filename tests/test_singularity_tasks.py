@@ -102,3 +102,67 @@ def test_named_datasets_use_the_original_file_names() -> None:
     assert registry.get("dataset", "ssv2_template_ret")().cfg.val_file == "ssv2_ret_template_val_small.json"
     assert registry.get("dataset", "msrvtt_qa")().cfg.answer_list == "msrvtt_qa_answer_list.json"
     assert registry.get("dataset", "msrvtt_mc")().splits == ("test",)
+
+
+def _tiny_retrieval(**cfg):
+    from paxion.systems.singularity.config import SingularityRetrievalConfig
+
+    torch.manual_seed(0)
+    return registry.get("model", "singularity_retrieval")(SingularityRetrievalConfig(size="tiny", **cfg)).eval()
+
+
+def test_tiny_singularity_reranks_through_the_retrieval_task(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from paxion.tasks.retrieval import RetrievalTask
+
+    model = _tiny_retrieval(num_frames=1, num_frames_test=2)
+    cfg = OmegaConf.create({"task": OmegaConf.structured(RetrievalTask.Config(metric_format="singularity", k_test=2)),
+                            "datasets": {"x": {}}, "run": {"train_splits": [], "evaluate": True}})
+    task = RetrievalTask(cfg)
+    task.model = model
+    texts = ["a red circle moves left", "a red circle moves right", "a blue square", "green cross rising"]
+    task.datasets["test"] = SimpleNamespace(texts=texts)
+    video = torch.randint(0, 255, (3, 2, 3, 32, 32), dtype=torch.uint8)
+    out = task.eval_step(model, {"video_input": video, "idx": torch.arange(3), "text_idx": torch.tensor([0, 1, 3])})
+    metrics = task.compute_metrics(out, "test", tmp_path)
+    assert {"test/r_mean", "test_emb/r_mean", "test/img_r1"} <= set(metrics)
+    state = {"embed": out["video"], **{k[6:]: v for k, v in out.items() if k.startswith("video.")}}
+    text = model.encode_text_for_retrieval(texts)
+    with torch.no_grad():
+        sim = model.retrieval_similarity(state["embed"], text["embed"])  # (3, 4)
+        reranked = task.rerank(model, sim, state, text, "v2t")
+        top = sim.topk(2, dim=1).indices
+        for i in range(3):
+            pairs = model.score_pairs({k: v[[i, i]] for k, v in state.items()}, {k: v[top[i]] for k, v in text.items()})
+            torch.testing.assert_close(reranked[i, top[i]], pairs.float(), rtol=1e-4, atol=1e-5)
+    assert int((reranked == -100).sum()) == 3 * 2
+
+
+@pytest.mark.slow
+def test_two_process_singularity_evaluation_equals_one_process(synth: Path, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    config = repo / "configs/train/synthaction/singularity_ret.yaml"
+
+    def args(out: str) -> list[str]:
+        return ["--cfg-path", str(config), f"paths.data_root={synth}", f"paths.output_root={tmp_path / out}",
+                "run.evaluate=true", "run.batch_size_eval=2", "task.k_test=3"]
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo / "src")}
+    one = subprocess.run([sys.executable, str(repo / "src/evaluate.py"), *args("one")], cwd=repo, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                          "--master_port=29541", str(repo / "src/evaluate.py"), *args("two")],
+                         cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    found = [json.loads(next((tmp_path / out).rglob("test_output.json")).read_text()) for out in ("one", "two")]
+    keys = [k for k in found[0] if k.startswith("test")]
+    assert len(keys) == 18 and found[0]["num_samples"] == found[1]["num_samples"] == 6
+    assert {k: found[0][k] for k in keys} == {k: found[1][k] for k in keys}
