@@ -17,7 +17,7 @@ import torch
 
 from paxion.checkpoint import atomic_save, load_checkpoint
 from paxion.model import PaxionConfig, PaxionModel
-from paxion.run_guards import NonFiniteLossError, TrainingInterrupted
+from paxion.run_guards import NonFiniteLossError, TrainingInterrupted, may_become_best
 from paxion.tasks.toy import ToyTask
 from paxion.train import build_runner, main
 from paxion_fakes import FAKE
@@ -87,6 +87,18 @@ def test_nan_with_accumulation_skips_the_whole_update(tmp_path: Path, monkeypatc
     assert all(torch.isfinite(t).all() for t in ckpt["model"].values())
 
 
+@pytest.mark.parametrize("clip", [None, 1.0])
+def test_skipped_step_keeps_the_fp16_grad_scaler_consistent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clip: float | None
+) -> None:
+    _nan_at_calls(monkeypatch, {2})
+    main(toy_argv(tmp_path, precision="fp16", max_epoch=1, max_nonfinite_steps=1, grad_clip_norm=clip))
+    ckpt = load_checkpoint(tmp_path / "latest.pth")
+    assert ckpt["global_step"] == 5 and ckpt["nonfinite_steps"] == 1
+    assert ckpt["scaler"]["scale"] < 65536.0  # it backed off on the NaN step (initial scale 2**16)
+    assert all(torch.isfinite(t).all() for t in ckpt["model"].values())
+
+
 # ---------------------------------------------------------------------------- selection
 
 
@@ -116,13 +128,17 @@ def test_all_nan_metrics_leave_no_best(tmp_path: Path, monkeypatch: pytest.Monke
     assert "no epoch had a finite val_loss" in (tmp_path / "log.txt").read_text()
 
 
-def test_non_finite_weights_are_not_best(tmp_path: Path) -> None:
-    runner = build_runner(toy_argv(tmp_path), "test")
-    assert runner._may_become_best(0.5, 0)
+def test_non_finite_weights_are_not_best() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
+    model[0].requires_grad_(False)
+    assert may_become_best(0.5, model, "agg_metrics", 0)
+    assert not may_become_best(float("nan"), model, "agg_metrics", 0)
     with torch.no_grad():
-        runner.model.head[0].weight[0, 0] = float("inf")
-    assert not runner._may_become_best(0.5, 0)
-    runner.close()
+        model[0].weight[0, 0] = float("inf")  # frozen: not what is saved
+    assert may_become_best(0.5, model, "agg_metrics", 0)
+    with torch.no_grad():
+        model[1].weight[0, 0] = float("inf")
+    assert not may_become_best(0.5, model, "agg_metrics", 0)
 
 
 # ---------------------------------------------------------------------------- stop signals and resume

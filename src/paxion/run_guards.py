@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import threading
 from types import FrameType
@@ -153,3 +154,15 @@ def _max_over_ranks(flags: torch.Tensor) -> torch.Tensor:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
     return flags
+
+
+def may_become_best(value: float, model: torch.nn.Module, metric: str, epoch: int) -> bool:
+    """A NaN/inf metric, or non-finite trainable weights, never make a "best" checkpoint (logged as errors)."""
+    if not math.isfinite(value):
+        logger.error("epoch %d: %s=%s is not finite: not a candidate for best.pth", epoch, metric, value)
+        return False
+    finite = [torch.isfinite(p).all() for p in model.parameters() if p.requires_grad]
+    if finite and not bool(torch.stack(finite).all()):
+        logger.error("epoch %d: trainable weights hold NaN/inf: not a candidate for best.pth", epoch)
+        return False
+    return True

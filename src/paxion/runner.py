@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -29,7 +28,7 @@ from paxion.config import RunConfig, prepare_output_dir, save_config, section
 from paxion.logger import MetricLogger, progress
 from paxion.optim import build_optimizer, build_schedule
 from paxion.eval_outputs import concat_outputs, unique_by_idx
-from paxion.run_guards import TrainGuard, TrainingInterrupted, ignore_stop_signals
+from paxion.run_guards import TrainGuard, TrainingInterrupted, ignore_stop_signals, may_become_best
 from paxion.samplers import build_eval_loader, build_train_loader
 from paxion.tasks.base import BaseTask, Batch
 from paxion.techniques import build_techniques
@@ -283,7 +282,7 @@ class Runner:
             better = state.best_metric is None or (
                 value > state.best_metric if run.metric_mode == "max" else value < state.best_metric
             )
-            if better and self._may_become_best(value, epoch):
+            if better and may_become_best(value, self.model, run.agg_metric, epoch):
                 state.best_metric, state.best_epoch = value, epoch
                 self._save("best.pth", parts)
                 logger.info("new best %s=%.6g at epoch %d", run.agg_metric, value, epoch)
@@ -292,17 +291,6 @@ class Runner:
         self._save("latest.pth", parts)
         if self._guard.stop_requested():
             raise self._interrupted()
-
-    def _may_become_best(self, value: float, epoch: int) -> bool:
-        """A NaN/inf metric, or non-finite trainable weights, never make a "best" checkpoint."""
-        if not math.isfinite(value):
-            logger.error("epoch %d: %s=%s is not finite: not a candidate for best.pth", epoch, self.run.agg_metric, value)
-            return False
-        finite = torch.stack([torch.isfinite(p).all() for p in self.model.parameters() if p.requires_grad])
-        if not bool(finite.all()):
-            logger.error("epoch %d: trainable weights hold NaN/inf: not a candidate for best.pth", epoch)
-            return False
-        return True
 
     def _agg_metric(self, metrics: dict[str, Any], split: str) -> float:
         if self.run.agg_metric not in metrics:
