@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import av
@@ -11,7 +12,7 @@ import torch
 
 from paxion.data.synthetic.long_videos import LongVideoSpec, frame_times, write_long_video
 from paxion.data.video import available_backends, load_clip, open_video, seek_fallbacks, segment_bounds
-from paxion.data.video.pyav import FrameIndex, PyAVReader
+from paxion.data.video.pyav import PyAVReader
 
 SPECS = {
     "gop30": LongVideoSpec(seconds=20, width=96, height=64, gop=30, bframes=0),
@@ -93,7 +94,9 @@ def test_other_backends_return_the_same_frames(long_videos, name, other):
 def test_variable_frame_rate_indices_follow_presentation_order(long_videos):
     spec, path = SPECS["vfr_gop90_b2"], long_videos["vfr_gop90_b2"]
     with open_video(path, "pyav") as reader, av.open(str(path)) as container:
-        times = reader._index.pts * float(container.streams.video[0].time_base)
+        pts = sorted(p.pts for p in container.demux(container.streams.video[0]) if p.size > 0)
+        assert reader.num_frames == len(pts)
+        times = np.asarray(pts) * float(container.streams.video[0].time_base)
     assert np.allclose(times - times[0], frame_times(spec), atol=1.5e-3)  # ms time base
 
 
@@ -111,28 +114,44 @@ def test_late_window_decodes_from_the_keyframe_before_it_only(long_videos):
         assert ia.min() >= start and ia.max() <= end
 
 
-def test_wrong_index_falls_back_to_sequential_and_is_counted(long_videos, tmp_path):
+def test_wrong_container_index_is_replaced_by_the_packet_index(long_videos, tmp_path):
     path = tmp_path / "copy.mp4"
     path.write_bytes(long_videos["gop250_b3"].read_bytes())
     indices = torch.tensor([100, 400, 401, 800])
     with open_video(path, "pyav_sequential") as seq:
         expected = seq.get_frames(indices)
     with open_video(path, "pyav") as reader:
+        assert not reader._index.exact  # mp4: the container's own index, nothing demuxed at open
+        reader._index = dataclasses.replace(reader._index, dts=reader._index.dts + 1)  # no packet matches it
+        assert torch.equal(reader.get_frames(indices), expected)
+        assert reader._index.exact
+    assert str(path) not in seek_fallbacks()
+
+
+def test_wrong_packet_index_falls_back_to_sequential_and_is_counted(long_videos, tmp_path):
+    path = tmp_path / "copy.mkv"
+    path.write_bytes(long_videos["gop250_b3_mkv"].read_bytes())
+    indices = torch.tensor([100, 400, 401, 800])
+    with open_video(path, "pyav_sequential") as seq:
+        expected = seq.get_frames(indices)
+    with open_video(path, "pyav") as reader:
         good = reader._index
-        bad_pts = np.delete(good.pts, 300)  # one frame missing from the index: frame 400's timestamp is off by one
-        reader._index = FrameIndex(np.concatenate([bad_pts, bad_pts[-1:] + 1]), good.key_ranks, good.key_seek)
+        assert good.exact  # Matroska cues list keyframes only: the packets were indexed
+        bad_pts = np.delete(good.pts, 300)  # one frame missing: frames after 300 are named one too early
+        reader._index = dataclasses.replace(good, pts=np.concatenate([bad_pts, bad_pts[-1:] + 1]))
         assert torch.equal(reader.get_frames(indices), expected)
         assert torch.equal(reader.get_frames(indices), expected)  # stays sequential afterwards
     assert "disagreed with the index" in seek_fallbacks()[str(path)]
 
 
 def test_packets_without_timestamps_are_read_sequentially(long_videos, tmp_path, monkeypatch):
-    """A stream whose index is unusable (faked: the index pass reports no timestamps) is decoded from the start."""
+    """A stream without a usable index (faked: no container index, packets without timestamps) is decoded from the start."""
     import paxion.data.video.pyav as pyav_module
 
     path = tmp_path / "copy.mp4"
     path.write_bytes(long_videos["gop30"].read_bytes())
-    monkeypatch.setattr(pyav_module, "build_index", lambda c, s: (None, "packets without presentation timestamps"))
+    monkeypatch.setattr(pyav_module, "index_from_container", lambda stream: None)
+    monkeypatch.setattr(pyav_module, "index_from_packets", lambda c, s: (None, "packets without presentation timestamps"))
     with open_video(path, "pyav") as reader:
         assert reader.num_frames == 600
         frames = reader.get_frames(torch.tensor([590, 3]))

@@ -3,24 +3,25 @@
 Sequential (the reference): frame ``i`` is the ``i``-th frame the decoder puts out from the start of
 the file; decoding stops after the last wanted frame.
 
-Seeking: one pass over the packets (demuxing only, no decoding) gives every frame's presentation
-timestamp, and frame ``i`` is the one with the ``i``-th smallest, so the same index names the same
-frame as the sequential reader. Wanted frames are grouped into runs that share a decoding start; for
-each run the reader seeks to the keyframe at or before its first frame, decodes forward and stops at
-its last. Only wanted frames are converted and kept, so decoding holds the returned frames plus the
-decoder's own reference pictures (less than one GOP). Every decoded frame is checked against the
-index: after the seek the frames must come out with exactly the timestamps the index predicts, in
-order, none missing.
+Seeking: frame ``i`` is the frame with the ``i``-th smallest presentation timestamp, which is the same
+frame (see :mod:`paxion.data.video.pyav_index` for how the ranks are known). Wanted frames are grouped
+into runs that share a decoding start; for each run the reader seeks to the keyframe at or before its
+first frame, decodes forward and stops at its last. Pictures that no other picture refers to are not
+decoded unless wanted (``skip_nonref``). Only wanted frames are converted and kept, so decoding holds
+the returned frames plus the decoder's own reference pictures (less than one GOP). Every decoded
+frame is checked: after the seek the frames must come out in presentation order with the ranks the
+index predicts, none of the wanted ones missing.
 
-Fallback: a file whose packets carry no timestamps, repeat one, are marked for discarding (edit lists)
-or disagree with the container's frame count, or whose decoding does not match the index, is read
-sequentially instead. Such files are logged once per process and listed by :func:`seek_fallbacks`.
+Fallback: when the container index does not match the decoded frames, the packets are indexed
+instead; a file whose packets carry no timestamps, repeat one, are marked for discarding (edit lists)
+or disagree with the container's frame count, or whose decoding does not match its packet index, is
+read sequentially. Such files are logged once per process and listed by :func:`seek_fallbacks`.
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -30,9 +31,11 @@ from einops import rearrange
 
 from paxion.data.video.backends import ClosingReader
 from paxion.data.video.errors import VideoDecodeError
+from paxion.data.video.pyav_index import FrameIndex, count_frames, index_from_container, index_from_packets
 
 logger = logging.getLogger(__name__)
 
+REORDER_SLACK = 16  # frames a packet's rank may still grow by after it is fed (decoder reordering, B-frames)
 _FALLBACKS: dict[str, str] = {}  # path -> why seeking was not used (per process)
 
 
@@ -42,76 +45,102 @@ def seek_fallbacks() -> dict[str, str]:
 
 
 class _IndexMismatch(Exception):
-    """Seek-based decoding disagreed with the packet index; the caller falls back to sequential."""
+    """Seek-based decoding disagreed with the index."""
 
 
-@dataclass(frozen=True)
-class FrameIndex:
-    """Presentation timestamps and keyframes of one video stream, in ``stream.time_base`` units."""
-
-    pts: np.ndarray  # (N,) int64, ascending: frame i's timestamp
-    key_ranks: np.ndarray  # (K,) int64, ascending: frame index of every decoding start (keyframes; 0 first)
-    key_seek: np.ndarray  # (K,) int64: the timestamp to seek to for each decoding start (its dts)
-
-    def runs(self, wanted: np.ndarray) -> list[tuple[int, np.ndarray]]:
-        """Group ascending frame indices into [(position in key_ranks, indices)] decoded from one start.
-
-        A frame joins the previous run unless a keyframe lies after that run's last frame and at or
-        before it: then seeking there skips decoding the frames in between.
-        """
-        starts = np.searchsorted(self.key_ranks, wanted, side="right") - 1  # (W,)
-        runs: list[tuple[int, list[int]]] = []
-        for frame, start in zip(wanted.tolist(), starts.tolist()):
-            if runs and self.key_ranks[start] <= runs[-1][1][-1]:
-                runs[-1][1].append(frame)
-            else:
-                runs.append((start, [frame]))
-        return [(start, np.asarray(frames, dtype=np.int64)) for start, frames in runs]
+class _LandedLate(Exception):
+    """The demuxer's seek went past the wanted keyframe; the next seek target is tried."""
 
 
-def count_frames(container, stream) -> int:
-    """The container's frame count, or failing that its non-empty packets (what decord's index gives).
+class _ExactRanks:
+    """Ranks from the packet index: every timestamp is known up front."""
 
-    Matroska stores no decoding timestamps, so B-frame files have packets without one: they count too.
-    """
-    return int(stream.frames) or sum(1 for p in container.demux(stream) if p.size > 0)
+    def __init__(self, index: FrameIndex, first: int, wanted: list[int]) -> None:
+        self.pts, self.first_pts, self.landed = index.pts, index.pts[first], False
+        self.wanted_pts = set(index.pts[wanted].tolist())
 
+    def feed(self, packet) -> None:
+        pass
 
-def build_index(container, stream) -> tuple[Optional[FrameIndex], str]:
-    """Demux every packet of ``stream`` -> (index, "") or (None, why the file cannot be seeked exactly)."""
-    pts, dts, key = [], [], []
-    for packet in container.demux(stream):
-        if packet.size == 0:
-            continue  # end-of-stream marker
-        if packet.pts is None:
-            return None, "packets without presentation timestamps"
-        if packet.is_discard:
-            return None, "packets marked for discarding (edit list)"
-        pts.append(packet.pts)
-        dts.append(packet.pts if packet.dts is None else packet.dts)
-        key.append(packet.is_keyframe)
-    pts_a, dts_a, key_a = np.asarray(pts, np.int64), np.asarray(dts, np.int64), np.asarray(key, bool)
-    declared = int(stream.frames)
-    if declared and declared != len(pts_a):
-        return None, f"{len(pts_a)} packets but the container declares {declared} frames"
-    order = np.argsort(pts_a, kind="stable")
-    sorted_pts = pts_a[order]
-    if len(sorted_pts) == 0 or np.any(sorted_pts[1:] == sorted_pts[:-1]):
-        return None, "no packets" if len(sorted_pts) == 0 else "repeated presentation timestamps"
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    key_order = np.argsort(rank[key_a])
-    key_ranks, key_seek = rank[key_a][key_order], dts_a[key_a][key_order]
-    if len(key_ranks) == 0 or key_ranks[0] != 0:  # decoding from the very start is always a valid start
-        key_ranks = np.concatenate([[0], key_ranks])
-        key_seek = np.concatenate([[dts_a.min()], key_seek])
-    return FrameIndex(sorted_pts, key_ranks, key_seek), ""
+    def may_be_wanted(self, packet, remaining: list[int]) -> bool:
+        return packet.pts in self.wanted_pts
+
+    def rank(self, pts: int) -> Optional[int]:
+        """Frame index of a decoded timestamp; None before the run's start (leading or earlier frames)."""
+        if not self.landed:
+            if pts > self.first_pts:
+                raise _LandedLate
+            self.landed = True
+        if pts < self.first_pts:
+            return None
+        rank = min(int(np.searchsorted(self.pts, pts)), len(self.pts) - 1)
+        if self.pts[rank] != pts:
+            raise _IndexMismatch(f"decoded timestamp {pts} is not in the index")
+        return rank
 
 
-def _to_tensor(found: dict[int, np.ndarray], indices: torch.Tensor) -> torch.Tensor:
-    """{frame index: (H, W, C)} in the requested order, repeats included. -> uint8 (T, C, H, W)."""
-    order = [found[i] for i in indices.tolist()]
-    return rearrange(torch.from_numpy(np.stack(order)), "t h w c -> t c h w")
+class _LocalRanks:
+    """Ranks from the container index: the keyframe's position plus the packets fed since, ordered by time."""
+
+    def __init__(self, index: FrameIndex, first: int, wanted: list[int]) -> None:
+        self.index, self.first = index, first
+        self.base: Optional[int] = None
+        self.base_pts = 0
+        self.fed: list[int] = []  # sorted presentation timestamps of the packets fed since the keyframe
+
+    @property
+    def landed(self) -> bool:
+        return self.base is not None
+
+    def feed(self, packet) -> None:
+        if self.base is None:
+            pos = self.index.landing(packet.dts)
+            if pos is None or pos > self.first:
+                raise _LandedLate
+            self.base, self.base_pts = pos, packet.pts
+        if packet.pts is None or packet.pts < self.base_pts:
+            raise _IndexMismatch("a frame decoded after the keyframe is displayed before it (open GOP)")
+        bisect.insort(self.fed, packet.pts)
+
+    def may_be_wanted(self, packet, remaining: list[int]) -> bool:
+        if self.base is None or packet.pts is None:
+            return True
+        low = self.base + bisect.bisect_left(self.fed, packet.pts)
+        nxt = bisect.bisect_left(remaining, low)
+        return nxt < len(remaining) and remaining[nxt] <= low + REORDER_SLACK
+
+    def rank(self, pts: int) -> Optional[int]:
+        i = bisect.bisect_left(self.fed, pts)
+        if self.base is None or i == len(self.fed) or self.fed[i] != pts:
+            raise _IndexMismatch(f"decoded timestamp {pts} was never fed to the decoder")
+        return self.base + i
+
+
+class _Frames:
+    """The wanted frames, written into one preallocated array as they are decoded (no second copy)."""
+
+    def __init__(self, wanted: np.ndarray) -> None:
+        self.wanted = wanted  # (W,) ascending unique frame indices
+        self.buf: Optional[np.ndarray] = None  # (W, H, W, C) uint8
+        self.have: set[int] = set()
+
+    def put(self, rank: int, frame) -> None:
+        rgb = frame.to_ndarray(format="rgb24")  # (H, W, C)
+        if self.buf is None:
+            self.buf = np.empty((len(self.wanted), *rgb.shape), dtype=np.uint8)
+        self.buf[int(np.searchsorted(self.wanted, rank))] = rgb
+        self.have.add(rank)
+
+    def missing(self) -> list[int]:
+        return [i for i in self.wanted.tolist() if i not in self.have]
+
+    def to_tensor(self, indices: torch.Tensor) -> torch.Tensor:
+        """In the requested order, repeats included. -> uint8 (T, C, H, W)."""
+        video = torch.from_numpy(self.buf)
+        slots = torch.from_numpy(np.searchsorted(self.wanted, indices.numpy()))
+        if len(slots) != len(self.wanted) or not torch.equal(slots, torch.arange(len(slots))):
+            video = video[slots]
+        return rearrange(video, "t h w c -> t c h w")
 
 
 class PyAVReader(ClosingReader):
@@ -133,11 +162,8 @@ class PyAVReader(ClosingReader):
             stream = container.streams.video[0]
             self.fps = float(stream.average_rate or stream.guessed_rate or 0.0)
             if seek:
-                self._index, why = build_index(container, stream)
-                if self._index is None:
-                    self._fall_back(why)
-                    container.seek(0)
-            self.num_frames = len(self._index.pts) if self._index is not None else count_frames(container, stream)
+                self._index = index_from_container(stream) or self._packet_index(container)
+            self.num_frames = self._index.num_frames if self._index is not None else count_frames(container, stream)
         except (av.FFmpegError, IndexError) as exc:
             raise VideoDecodeError(f"{path}: cannot open video: {exc}") from exc
         if self._index is None:
@@ -147,6 +173,13 @@ class PyAVReader(ClosingReader):
         if self.num_frames == 0:
             self.close()
             raise VideoDecodeError(f"{path}: video has no frames")
+
+    def _packet_index(self, container) -> Optional[FrameIndex]:
+        container.seek(0)
+        index, why = index_from_packets(container, container.streams.video[0])
+        if index is None:
+            self._fall_back(why)
+        return index
 
     def _fall_back(self, why: str) -> None:
         key = str(self.path)
@@ -172,75 +205,69 @@ class PyAVReader(ClosingReader):
             raise ValueError(f"{self.path}: no frame indices given")
         if wanted[0] < 0 or wanted[-1] >= self.num_frames:
             raise IndexError(f"{self.path}: frame indices {wanted.tolist()} outside [0, {self.num_frames})")
-        if self._index is not None:
+        while self._index is not None:
             try:
-                return _to_tensor(self._seek_decode(wanted), indices)
+                return self._seek_decode(wanted).to_tensor(indices)
             except (_IndexMismatch, av.FFmpegError) as exc:
-                self._fall_back(f"seek-based decoding disagreed with the index: {exc}")
-                self.close()
-        return _to_tensor(self._sequential_decode(wanted), indices)
+                if self._index.exact:
+                    self._fall_back(f"seek-based decoding disagreed with the index: {exc}")
+                    self.close()
+                else:  # the container index does not fit this stream: rank every packet instead
+                    logger.info("%s: container index not usable (%s); indexing packets", self.path, exc)
+                    self._index = self._packet_index(self._container)
+        return self._sequential_decode(wanted).to_tensor(indices)
 
-    def _seek_decode(self, wanted: np.ndarray) -> dict[int, np.ndarray]:
-        found: dict[int, np.ndarray] = {}
+    def _seek_decode(self, wanted: np.ndarray) -> _Frames:
+        found = _Frames(wanted)
         for start, frames in self._index.runs(wanted):
-            self._decode_run(start, frames, found)
+            for target in self._index.seek_targets[start]:
+                try:
+                    self._decode_from(target, int(self._index.key_ranks[start]), frames.tolist(), found)
+                    break
+                except _LandedLate:
+                    continue
+            else:
+                raise _IndexMismatch(f"no seek lands at or before frame {self._index.key_ranks[start]}")
         return found
 
-    def _decode_run(self, start: int, frames: np.ndarray, found: dict[int, np.ndarray]) -> None:
-        """Seek to decoding start ``start`` and decode forward until ``frames[-1]``, keeping ``frames``.
-
-        The seek aims at the keyframe's presentation timestamp (what mp4 and Matroska indexes hold);
-        when the demuxer lands after the keyframe it is retried at the keyframe's decoding timestamp,
-        then at the start of the file.
-        """
-        index = self._index
-        first = int(index.key_ranks[start])
-        targets = dict.fromkeys([int(index.pts[first]), int(index.key_seek[start]), int(index.key_seek[0])])
-        for target in targets:
-            if self._decode_from(target, first, frames, found):
-                return
-        raise _IndexMismatch(f"no seek lands at or before frame {first}")
-
-    def _decode_from(self, target: int, first: int, frames: np.ndarray, found: dict[int, np.ndarray]) -> bool:
-        """Decode frames ``first..frames[-1]`` after seeking to ``target``; False when the seek landed late."""
-        index, container = self._index, self._container
+    def _decode_from(self, target: int, first: int, wanted: list[int], found: _Frames) -> None:
+        """Seek to ``target``, decode forward from the keyframe at frame ``first`` and keep ``wanted``."""
+        container = self._container
         stream = container.streams.video[0]
-        container.seek(target, stream=stream, backward=True, any_frame=False)
-        wanted, keep_pts = frames.tolist(), set(index.pts[frames].tolist())
-        first_pts, landed, previous, pending = index.pts[first], False, first - 1, 0  # pending: next in wanted
         codec = stream.codec_context
+        container.seek(target, stream=stream, backward=True, any_frame=False)
+        ranks = (_ExactRanks if self._index.exact else _LocalRanks)(self._index, first, wanted)
+        pending, previous = 0, None  # wanted[pending] is the next frame to keep
         for packet in container.demux(stream):
+            if packet.size > 0:
+                ranks.feed(packet)
             if self.skip_nonref:  # a picture no other picture refers to is decoded only when wanted
-                codec.skip_frame = "DEFAULT" if packet.pts in keep_pts else "NONREF"
+                codec.skip_frame = "DEFAULT" if ranks.may_be_wanted(packet, wanted[pending:]) else "NONREF"
             for frame in codec.decode(packet):
                 self.frames_decoded += 1
                 if frame.pts is None:
                     raise _IndexMismatch("a decoded frame has no timestamp")
-                if not landed:
-                    if frame.pts > first_pts:
-                        return False  # the demuxer went past the keyframe
-                    landed = True
-                if frame.pts < first_pts:
-                    continue  # before the start: an open GOP's leading frames, or an earlier seek point
-                rank = min(int(np.searchsorted(index.pts, frame.pts)), len(index.pts) - 1)
-                gap_ok = rank > previous if self.skip_nonref else rank == previous + 1
-                if not gap_ok or rank > wanted[pending] or index.pts[rank] != frame.pts:
-                    raise _IndexMismatch(f"decoded timestamp {frame.pts} after frame {previous}")
+                rank = ranks.rank(frame.pts)
+                if rank is None:
+                    continue
+                in_order = previous is None or (rank > previous if self.skip_nonref else rank == previous + 1)
+                if not in_order or rank > wanted[pending]:
+                    raise _IndexMismatch(f"decoded frame {rank} after frame {previous}, next wanted {wanted[pending]}")
                 if rank == wanted[pending]:
-                    found[rank] = frame.to_ndarray(format="rgb24")  # (H, W, C)
+                    found.put(rank, frame)
                     pending += 1
                     if pending == len(wanted):
-                        return True
+                        return
                 previous = rank
-        if not landed:
-            return False  # nothing decodable after the seek point: it lay past the keyframe
+        if not ranks.landed:
+            raise _LandedLate  # nothing decodable after the seek point: it lay past the keyframe
         raise _IndexMismatch(f"decoding ended before frame {wanted[pending]}")
 
-    def _sequential_decode(self, wanted: np.ndarray) -> dict[int, np.ndarray]:
+    def _sequential_decode(self, wanted: np.ndarray) -> _Frames:
         import av
 
         keep, last = set(wanted.tolist()), int(wanted[-1])
-        found: dict[int, np.ndarray] = {}
+        found = _Frames(wanted)
         try:
             with av.open(str(self.path)) as container:
                 stream = container.streams.video[0]
@@ -248,12 +275,12 @@ class PyAVReader(ClosingReader):
                 for i, frame in enumerate(container.decode(stream)):
                     self.frames_decoded += 1
                     if i in keep:
-                        found[i] = frame.to_ndarray(format="rgb24")
+                        found.put(i, frame)
                     if i >= last:
                         break
         except av.FFmpegError as exc:
             raise VideoDecodeError(f"{self.path}: decoding failed: {exc}") from exc
-        missing = [i for i in wanted.tolist() if i not in found]
+        missing = found.missing()
         if missing:
             raise VideoDecodeError(f"{self.path}: truncated: frames {missing[:5]} of {self.num_frames} not decoded")
         return found
