@@ -3,6 +3,10 @@
 Retrieval ranks are computed a block of query rows at a time, so a 20k x 20k similarity never sits in
 memory at once. Ties are resolved pessimistically: a ground-truth item's rank counts every non-GT
 candidate whose score is >= the best GT score (a constant scorer gets the worst rank, not the best).
+
+Non-finite scores (a diverged model) are never a success: a row with a NaN/inf score predicts
+:data:`NO_PREDICTION` (wrong for every target), and in ranking a non-finite score counts as beating the
+ground truth (a non-finite ground-truth score as losing to every candidate).
 """
 
 from __future__ import annotations
@@ -12,6 +16,21 @@ from typing import Callable, Sequence
 import torch
 
 ScoreRows = Callable[[int, int], torch.Tensor]  # (start, stop) -> scores (stop - start, num_candidates)
+NO_PREDICTION = -1  # the prediction of a row whose scores are not all finite: wrong whatever the target
+
+
+def nonfinite_rows(scores: torch.Tensor) -> torch.Tensor:
+    """(N, K) scores -> (N,) bool: rows holding a NaN or inf."""
+    return ~torch.isfinite(scores).all(dim=-1)
+
+
+def predict(scores: torch.Tensor) -> torch.Tensor:
+    """argmax over the last dim of (N, K) scores; :data:`NO_PREDICTION` for a row with a non-finite score.
+
+    (``argmax([nan, nan])`` is 0, which would make a diverged model right whenever the answer is 0.)
+    """
+    pred = scores.argmax(dim=-1)
+    return pred.masked_fill(nonfinite_rows(scores), NO_PREDICTION)
 
 
 def accuracy(pred: torch.Tensor, target: torch.Tensor) -> float:
@@ -23,8 +42,10 @@ def accuracy(pred: torch.Tensor, target: torch.Tensor) -> float:
 
 def macro_f1(pred: torch.Tensor, target: torch.Tensor) -> float:
     """Unweighted mean over the classes present in ``pred`` or ``target`` of per-class F1 (sklearn's
-    ``f1_score(average="macro")``; a class with no true and no predicted positives does not occur)."""
-    classes = torch.unique(torch.cat([pred, target]))
+    ``f1_score(average="macro")``; a class with no true and no predicted positives does not occur).
+
+    :data:`NO_PREDICTION` is no class: such a row is only a miss (false negative) of its target."""
+    classes = torch.unique(torch.cat([pred[pred != NO_PREDICTION], target]))
     hit = pred[:, None] == classes[None, :]  # (N, C)
     true = target[:, None] == classes[None, :]  # (N, C)
     tp = (hit & true).sum(0).float()
@@ -36,12 +57,15 @@ def macro_f1(pred: torch.Tensor, target: torch.Tensor) -> float:
 def first_hit_ranks(scores: torch.Tensor, is_gt: torch.Tensor) -> torch.Tensor:
     """0-based rank of the best-ranked ground truth per row: scores, is_gt (N, M) -> (N,) int64.
 
-    Rank = number of non-GT candidates scoring >= the best GT score (pessimistic ties).
+    Rank = number of non-GT candidates scoring >= the best finite GT score (pessimistic ties); a
+    non-finite candidate score counts as beating it, a row whose GT scores are all non-finite gets the
+    worst rank.
     """
     if not bool(is_gt.any(dim=1).all()):
         raise ValueError("every query row needs at least one ground-truth candidate")
-    best_gt = scores.masked_fill(~is_gt, float("-inf")).amax(dim=1, keepdim=True)  # (N, 1)
-    return ((scores >= best_gt) & ~is_gt).sum(dim=1)
+    finite = torch.isfinite(scores)
+    best_gt = scores.masked_fill(~is_gt | ~finite, float("-inf")).amax(dim=1, keepdim=True)  # (N, 1)
+    return (((scores >= best_gt) | ~finite) & ~is_gt).sum(dim=1)
 
 
 def chunked_ranks(

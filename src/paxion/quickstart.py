@@ -19,6 +19,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -29,6 +30,7 @@ import torch
 import paxion  # noqa: F401  (fills the registry)
 from paxion import dist
 from paxion.config import load_config
+from paxion.data.synthetic.generate import OverwriteError
 from paxion.logger import setup_logging
 from paxion.registry import registry
 from paxion.runner import Runner
@@ -52,20 +54,28 @@ def config_path(name: str) -> Path:
 
 
 def ensure_data(data_root: str | Path, spec: dict[str, Any] = DATA) -> Path:
-    """Generate SynthAction under ``data_root`` unless a copy with the same settings is there."""
+    """Generate SynthAction under ``data_root`` unless a complete copy with the same settings is there.
+
+    Never overwrites what the generator did not write: a folder with other files in the generator's
+    places (e.g. real ActionBench annotations) raises :class:`OverwriteError` naming the file.
+    """
     from paxion.data.synthetic import generate
-    from paxion.data.synthetic.generate import SynthConfig
+    from paxion.data.synthetic.generate import MARKER, SynthConfig, read_marker
 
     root = Path(data_root)
-    meta = root / "synthaction.json"
+    meta = read_marker(root)
     wanted = dataclasses.asdict(SynthConfig(**spec))
-    if meta.is_file():
-        found = json.loads(meta.read_text())["config"]
-        same = all(found.get(k) == v for k, v in wanted.items() if k != "workers")
-        if same:
+    if meta is not None and meta.get("complete", True):
+        found = meta.get("config", {})
+        if all(found.get(k) == v for k, v in wanted.items() if k != "workers"):
             logger.info("SynthAction found in %s", root)
             return root
-        raise RuntimeError(f"{root} holds SynthAction with other settings ({found}); remove it or set paths.cache_root")
+        raise OverwriteError(
+            f"{root / MARKER}: {root} holds SynthAction with other settings ({found}); remove it or set "
+            "paths.cache_root"
+        )
+    if meta is not None:
+        logger.info("%s: finishing an interrupted SynthAction generation", root)
     logger.info("writing SynthAction (%s) to %s", spec, root)
     generate(root, **spec)
     return root
@@ -143,7 +153,10 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     setup_logging(None, 0)
     torch.set_num_threads(1)  # a tiny model: extra threads cost more in synchronisation than they give (measured 5x)
-    summary = run(args.output, args.overrides, args.eval_only, args.data_only)
+    try:
+        summary = run(args.output, args.overrides, args.eval_only, args.data_only)
+    except OverwriteError as exc:
+        sys.exit(f"error: {exc}")
     if summary["rows"]:
         clips = next(iter(summary["rows"].values()))["num_samples"]
         print(f"\nActionBench on SynthAction val ({clips} clips, accuracy %, chance 50):")

@@ -25,6 +25,7 @@ from torch.utils.data import ConcatDataset, Dataset
 from paxion import checkpoint as ckpt_lib
 from paxion import dist
 from paxion.config import RunConfig, prepare_output_dir, save_config, section
+from paxion.data.skipped import SkippedVideos, missing_entries, unique_paths
 from paxion.logger import MetricLogger, progress
 from paxion.optim import build_optimizer, build_schedule
 from paxion.eval_outputs import concat_outputs, unique_by_idx
@@ -85,7 +86,7 @@ class Runner:
         self.state = TrainState()
         self.metrics = MetricLogger(self.output_dir, self.run, cfg, enabled=dist.is_main())
         self._skipped: list[dict[str, Any]] = []  # this rank's unreported skipped videos
-        self._skipped_total: list[dict[str, Any]] = []  # all ranks, rank 0 only
+        self._skipped_total = SkippedVideos()  # all ranks, one entry per (split, file); rank 0 only
         self._eval_loaders: dict[str, Any] = {}
         self._guard = TrainGuard(self.run.max_nonfinite_steps, self.device)  # catches signals while train() runs
 
@@ -275,7 +276,7 @@ class Runner:
     def _finish_epoch(self, epoch: int, datasets: dict[str, Dataset], parts: dict) -> None:
         run, state = self.run, self.state
         state.epoch, state.iter_in_epoch = epoch + 1, 0
-        self._report_skipped(f"train epoch {epoch}")
+        self._report_skipped(f"train epoch {epoch}", [datasets[s] for s in self.run.train_splits])
         if run.valid_splits:
             metrics = {s: self._evaluate_split(s, datasets[s], epoch) for s in run.valid_splits}
             value = self._agg_metric(metrics[run.valid_splits[0]], run.valid_splits[0])
@@ -402,7 +403,7 @@ class Runner:
             outputs = unique_by_idx([g for g in gathered if g is not None], split)
             metrics = self.task.compute_metrics(outputs, split, self.output_dir)
         metrics = dict(dist.broadcast_object(metrics))
-        metrics["skipped_videos"] = self._report_skipped(f"eval {split}")
+        metrics.update(self._report_skipped(f"eval {split}", [dataset]))
         self.metrics.log({"split": split, "epoch": epoch, **metrics}, self.state.global_step, split)
         logger.info("%s (epoch %s): %s", split, epoch, json.dumps(metrics, default=str))
         return metrics
@@ -417,12 +418,20 @@ class Runner:
             out.write_text(json.dumps(record, indent=2, default=str))
         return metrics
 
-    def _report_skipped(self, phase: str) -> int:
-        """Gather the unreadable videos met since the last report; warn and rewrite skipped_videos.json."""
+    def _report_skipped(self, phase: str, datasets: Sequence[Dataset]) -> dict[str, int]:
+        """Gather the unreadable videos met since the last report and the files ``datasets`` lack; warn and
+        rewrite skipped_videos.json. -> ``skipped_videos`` (distinct unreadable files) and ``missing_videos``."""
         new = [entry for part in dist.all_gather_object(self._skipped) for entry in part]
         self._skipped = []
-        if new and dist.is_main():
-            self._skipped_total.extend({**entry, "phase": phase} for entry in new)
-            logger.warning("%s: %d unreadable videos were replaced (see skipped_videos.json)", phase, len(new))
-            (self.output_dir / "skipped_videos.json").write_text(json.dumps(self._skipped_total, indent=2, default=str))
-        return len(new)
+        missing = missing_entries(datasets)
+        counts = {"skipped_videos": len(unique_paths(new)), "missing_videos": len(unique_paths(missing))}
+        if (new or missing) and dist.is_main():
+            self._skipped_total.add(new, phase, "unreadable")
+            self._skipped_total.add(missing, phase, "missing")
+            if new:
+                logger.warning("%s: %d unreadable videos were replaced (each counted once; see skipped_videos.json)",
+                               phase, counts["skipped_videos"])
+            (self.output_dir / "skipped_videos.json").write_text(
+                json.dumps(self._skipped_total.to_list(), indent=2, default=str)
+            )
+        return counts

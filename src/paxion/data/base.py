@@ -25,7 +25,9 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset
 
 from paxion.data.transforms import video_transform
-from paxion.data.video import BACKENDS, SAMPLING_STRATEGIES, VideoDecodeError, load_clip
+from paxion.data.annotations import AnnotationError
+from paxion.data.synthetic.generate import find_generation
+from paxion.data.video import BACKENDS, SAMPLING_STRATEGIES, VideoDecodeError, load_clip, open_video
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +87,7 @@ class VideoDataset(Dataset):
         self.name, self.split = name, split
         self.num_frames, self.image_size, self.training = num_frames, image_size, training
         self.cfg, self.fps = cfg, fps
-        self.num_bad_videos = 0  # per process; the sample's skipped_videos list is the reliable record
+        self._warned: set[Any] = set()  # unreadable paths this process has logged
 
     def __len__(self) -> int:
         return len(self.records)
@@ -131,11 +133,13 @@ class VideoDataset(Dataset):
             except VideoDecodeError as exc:
                 if self.cfg.strict:
                     raise
-                self.num_bad_videos += 1
                 nxt = (i + 1) % len(self)  # the original's choice: the next item
-                logger.warning("%s/%s: unreadable video #%d (%s); using item %d", self.name, self.split,
-                               self.num_bad_videos, exc, nxt)
-                skipped.append({"path": str(record["video_path"]), "error": str(exc), "replaced_by": nxt})
+                # once per file and process; the runner counts each file once per split (skipped_videos.json)
+                level = logging.DEBUG if record["video_path"] in self._warned else logging.WARNING
+                self._warned.add(record["video_path"])
+                logger.log(level, "%s/%s: unreadable video (%s); item %d used instead", self.name, self.split, exc, nxt)
+                skipped.append({"split": self.split, "dataset": self.name, "path": str(record["video_path"]),
+                                "error": str(exc), "replaced_by": nxt})
                 i = nxt
                 continue
             sample = {k: v for k, v in record.items() if k not in _RECORD_ONLY}
@@ -146,9 +150,72 @@ class VideoDataset(Dataset):
             f"{[s['path'] for s in skipped]}"
         )
 
+    def missing_entries(self) -> list[dict[str, Any]]:
+        """The videos the annotations list but the disk lacks, as ``skipped_videos.json`` entries."""
+        return [{"split": self.split, "dataset": self.name, "path": path, "error": "video file not found",
+                 "replaced_by": None} for path in self.missing_videos]
+
+
+def source_shape(path: str | Path, backend: str) -> Optional[tuple[int, int, int]]:
+    """(frames, height, width) of a video file at native size, or None when it cannot be read."""
+    try:
+        reader = open_video(path, backend)
+        try:
+            first = reader.get_frames(torch.zeros(1, dtype=torch.long))  # (1, C, H, W)
+            return reader.num_frames, int(first.shape[-2]), int(first.shape[-1])
+        finally:
+            reader.close()
+    except (VideoDecodeError, OSError, ValueError):
+        return None
+
+
+def check_source_clips(dataset: VideoDataset) -> list[str]:
+    """Warn (once per split) when the clips differ from what the model takes; -> the warnings.
+
+    Looks at the first readable clip and, for generated data, at the generator's settings: fewer source
+    frames than the model takes (frames repeat), frames smaller than its input (upscaled), or generated
+    clips whose length or size differ from the model's input (a model trained on clips generated at its
+    input shape then sees other motion per frame and detail than in training).
+    """
+    want_t, want_s = dataset.num_frames, dataset.image_size
+    where = f"{dataset.name}/{dataset.split}"
+    found = []
+    for record in dataset.records[:3]:
+        shape = source_shape(record["video_path"], dataset.cfg.decoder)
+        if shape is not None:
+            t, h, w = shape
+            if t < want_t:
+                found.append(f"{where}: source clips have {t} frames ({record['video_path']}), the model takes "
+                             f"{want_t}: frames are repeated")
+            if min(h, w) < want_s:
+                found.append(f"{where}: source frames are {w}x{h} ({record['video_path']}), the model takes "
+                             f"{want_s}x{want_s}: they are upscaled")
+            break
+    generation = find_generation(dataset.records[0]["video_path"]) if dataset.records else None
+    if generation is not None:
+        gen_t, gen_s = int(generation["config"]["frames"]), int(generation["config"]["size"])
+        if (gen_t, gen_s) != (want_t, want_s):
+            found.append(
+                f"{where}: these clips were generated with {gen_t} frames of {gen_s}x{gen_s} "
+                f"({generation['path']}), the model takes {want_t} frames of {want_s}x{want_s}: a model trained on "
+                f"clips generated at its input shape (the shipped ones: 8 frames of 32x32) sees other motion per "
+                f"frame and detail here; regenerate with --frames {want_t} --size {want_s} to match"
+            )
+    for message in found:
+        logger.warning(message)
+    return found
+
+
+class VideosNotFoundError(AnnotationError):
+    """None of a split's videos exist: the video folder (or ``paths.data_root``) points at the wrong place."""
+
 
 def drop_missing(records: list[dict[str, Any]], strict: bool, where: str) -> tuple[list[dict[str, Any]], list[str]]:
-    """Drop records whose video file does not exist, as the original loaders do; strict mode raises."""
+    """Drop records whose video file does not exist, as the original loaders do; strict mode raises.
+
+    Every dropped path is returned (the runner lists each in ``skipped_videos.json`` and counts them in
+    the metrics as ``missing_videos``).
+    """
     kept, missing = [], []
     for r in records:
         (kept if Path(r["video_path"]).is_file() else missing).append(r)
@@ -156,8 +223,8 @@ def drop_missing(records: list[dict[str, Any]], strict: bool, where: str) -> tup
     if paths:
         if strict:
             raise VideoDecodeError(f"{where}: {len(paths)} videos not found, first: {paths[0]}")
-        logger.warning("%s: %d of %d videos not found and skipped (first: %s)", where, len(paths),
-                       len(records), paths[0])
+        shown = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+        logger.warning("%s: %d of %d videos not found and left out: %s", where, len(paths), len(records), shown)
     return kept, paths
 
 
@@ -186,10 +253,12 @@ class DatasetBuilder:
         if split not in self.splits:
             raise ValueError(f"dataset '{self.name}' has no split '{split}'; valid: {list(self.splits)}")
         loaded = self.load(split)
+        if loaded.missing_videos and not loaded.records:
+            raise self._no_videos_error(split, loaded.missing_videos)
         if self.cfg.max_samples is not None:
             loaded.records = loaded.records[: self.cfg.max_samples]
         logger.info("%s/%s: %d samples", self.name, split, len(loaded.records))
-        return VideoDataset(
+        dataset = VideoDataset(
             loaded,
             name=self.name,
             split=split,
@@ -198,4 +267,14 @@ class DatasetBuilder:
             training=training,
             cfg=self.cfg,
             fps=self.cfg.fps,
+        )
+        check_source_clips(dataset)
+        return dataset
+
+    def _no_videos_error(self, split: str, missing: list[str]) -> VideosNotFoundError:
+        folder = getattr(self.cfg, "videos", None) or str(Path(missing[0]).parent)
+        return VideosNotFoundError(
+            f"{self.name}/{split}: none of the {len(missing)} videos the annotations list exists; expected them "
+            f"in {folder} (e.g. {missing[0]}). Point paths.data_root=<folder> at your data, or set the video "
+            f"folder itself with datasets.{self.name}.videos=<folder>"
         )

@@ -8,7 +8,9 @@ Probes, each a two-way choice with the correct candidate at index 0 (chance 50 %
 * ``object_shuffle`` (OS): video -> [caption, caption with the objects replaced].
 
 Metrics per probe: accuracy (= micro-F1) and macro-F1; ``agg_metrics`` = macro + micro F1 of the
-selection probe (AA), as the original's checkpoint selection.
+selection probe (AA), as the original's checkpoint selection. A sample whose scores are not finite
+counts as wrong (``nonfinite_scores``: how many samples, any probe). A probe whose negative the split
+lacks (ActionBench-SSv2 test has no object shuffles) is skipped with a warning (``skipped_probes``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from paxion.metrics import accuracy, macro_f1
+from paxion.metrics import accuracy, macro_f1, nonfinite_rows, predict
 from paxion.model import PaxionModel
 from paxion.registry import registry
 from paxion.scoring import combine_scores
@@ -61,7 +63,8 @@ class ActionBenchTask(PaxionTask):
     def eval_step(self, model: nn.Module, batch: Batch) -> dict[str, Any]:
         model = unwrap(model)
         out = self.eval_outputs(model, batch)
-        probes = self.task_cfg.probes
+        # a probe whose negative captions the split lacks is left out (compute_metrics says so)
+        probes = [p for p in self.task_cfg.probes if PROBES[p][1] is None or batch.get(PROBES[p][1]) is not None]
         if not probes:
             return out
         module = self.task_cfg.eval_module
@@ -71,8 +74,6 @@ class ActionBenchTask(PaxionTask):
         for probe in probes:
             key = PROBES[probe][1]
             if key is not None:
-                if batch.get(key) is None:
-                    raise KeyError(f"probe '{probe}' needs '{key}' in the batch (dataset '{self.dataset_name()}')")
                 texts += list(batch[key])
         enc = model.encode_video(
             batch["video_input"], with_reversed="video_reversal" in probes, use_patcher=module != "backbone"
@@ -112,8 +113,11 @@ class ActionBenchTask(PaxionTask):
         return self._combine(model, logits, backbone)
 
     def predictions(self, probe: str, scores: torch.Tensor) -> torch.Tensor:
-        """argmax of (N, 2) scores; VR near-ties get a seeded coin flip (the same for any process count)."""
-        pred = scores.argmax(dim=1)
+        """argmax of (N, 2) scores; VR near-ties get a seeded coin flip (the same for any process count).
+
+        A row with a non-finite score predicts ``NO_PREDICTION`` (wrong), never the correct index 0.
+        """
+        pred = predict(scores)
         if probe == "video_reversal":
             tie = (scores[:, 0] - scores[:, 1]).abs() < self.task_cfg.tie_tolerance
             generator = torch.Generator().manual_seed(self.task_cfg.tie_seed)
@@ -123,10 +127,17 @@ class ActionBenchTask(PaxionTask):
 
     def compute_metrics(self, outputs: dict[str, Any], split: str, output_dir: Path) -> dict[str, float]:
         metrics = self.base_metrics(outputs)
+        probes = self._scored_probes(outputs, split, metrics)
+        bad_any = torch.zeros(len(outputs["idx"]), dtype=torch.bool)
         summary = []
-        for probe in self.task_cfg.probes:
+        for probe in probes:
             scores = outputs[f"{probe}_scores"]
             pred = self.predictions(probe, scores)
+            bad = nonfinite_rows(scores).cpu()
+            bad_any |= bad
+            if bool(bad.any()):
+                logger.warning("ActionBench %s, %s: %d of %d samples have non-finite scores (NaN/inf): counted "
+                               "as wrong", split, probe, int(bad.sum()), len(bad))
             target = torch.zeros_like(pred)
             micro, macro = accuracy(pred, target), macro_f1(pred, target)
             metrics[f"{probe}_accuracy"] = micro
@@ -141,7 +152,21 @@ class ActionBenchTask(PaxionTask):
             for row, vid in zip(rows, outputs.get("video_id", [None] * len(rows))):
                 row["video_id"] = vid
             self.write_predictions(output_dir, split, probe, rows)
+        metrics["nonfinite_scores"] = int(bad_any.sum())
         if summary:
             logger.info("ActionBench %s (%s, %d clips): %s", split, self.task_cfg.eval_module,
                         metrics["num_samples"], " | ".join(summary))
         return metrics
+
+    def _scored_probes(self, outputs: dict[str, Any], split: str, metrics: dict[str, Any]) -> list[str]:
+        """The configured probes that have scores; the others are named in ``skipped_probes`` with a warning."""
+        probes, skipped = [], []
+        for probe in self.task_cfg.probes:
+            (probes if f"{probe}_scores" in outputs else skipped).append(probe)
+        for probe in skipped:
+            key = PROBES[probe][1]
+            logger.warning("ActionBench %s: probe '%s' skipped: the split's samples have no '%s' (batch key '%s')",
+                           split, probe, key.removesuffix("_input"), key)
+        if skipped:
+            metrics["skipped_probes"] = skipped
+        return probes

@@ -8,6 +8,7 @@ micro F1 as the original. The NExT-QA training configs select checkpoints by ``v
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from paxion.metrics import accuracy, macro_f1
+from paxion.metrics import accuracy, macro_f1, nonfinite_rows, predict
 from paxion.registry import registry
 from paxion.tasks.base import Batch
 from paxion.tasks import protocol
 from paxion.tasks.common import ModelTask, ModelTaskConfig
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -47,7 +50,7 @@ class MultiChoiceQATask(ModelTask):
         state = protocol.require(view, "encode_video_for_retrieval", task)(batch["video_input"])
         logits = score(state, [list(c) for c in batch["candidates"]])  # (B, K)
         out["scores"] = logits.float().softmax(dim=-1)
-        out["pred"] = logits.argmax(dim=-1)
+        out["pred"] = predict(logits.float())  # a non-finite row: NO_PREDICTION, never right
         out["answer"] = torch.as_tensor(batch["answer"]).to(logits.device)
         out["question_type"] = list(batch.get("question_type") or ["all"] * len(batch["idx"]))
         return out
@@ -57,6 +60,11 @@ class MultiChoiceQATask(ModelTask):
         pred, answer = outputs["pred"], outputs["answer"]
         micro, macro = accuracy(pred, answer), macro_f1(pred, answer)
         metrics.update(accuracy=micro, macro_f1=macro, agg_metrics=micro + macro)
+        bad = int(nonfinite_rows(outputs["scores"]).sum())
+        metrics["nonfinite_scores"] = bad
+        if bad:
+            logger.warning("%s %s: %d of %d samples have non-finite scores (NaN/inf): counted as wrong",
+                           self.cfg.task.name, split, bad, len(pred))
         if self.task_cfg.metric_format == "singularity":  # MSRVTT-MC: {"test": accuracy in percent, 2 decimals}
             metrics[split] = round(100.0 * micro, 2)
             metrics["agg_metrics"] = metrics[split]

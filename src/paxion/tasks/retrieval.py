@@ -27,7 +27,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from paxion.metrics import chunked_ranks, first_hit_ranks, recall_metrics, singularity_recalls
+from paxion.metrics import chunked_ranks, first_hit_ranks, nonfinite_rows, recall_metrics, singularity_recalls
 from paxion.registry import registry
 from paxion.tasks import protocol
 from paxion.tasks.base import Batch
@@ -161,6 +161,7 @@ class RetrievalTask(ModelTask):
         video = {"embed": outputs["video"], **protocol.unprefixed(outputs, "video")}
         pairs = self.gt_pairs(outputs)
         metrics = self.base_metrics(outputs)
+        metrics["nonfinite_scores"] = _count_nonfinite(split, video, text)  # ranked last, never a hit
         reranked = self.task_cfg.k_test > 0 and protocol.provides(view, "score_pairs")
         if self.task_cfg.metric_format == "paxion" and not reranked:
             found = {d: self.blockwise_ranks(view, video, text, pairs, d) for d in self.task_cfg.directions}
@@ -224,6 +225,16 @@ def _gt_block(pairs: torch.Tensor, start: int, stop: int, num_candidates: int, q
     block = torch.zeros(stop - start, num_candidates, dtype=torch.bool)
     block[query[keep] - start, cand[keep]] = True
     return block
+
+
+def _count_nonfinite(split: str, video: State, text: State) -> int:
+    """Videos plus captions whose features hold NaN/inf: every score they enter is non-finite (a miss)."""
+    videos = int(nonfinite_rows(video["embed"].flatten(1)).sum())
+    captions = int(nonfinite_rows(text["embed"].flatten(1)).sum())
+    if videos or captions:
+        logger.warning("retrieval %s: %d videos and %d captions have non-finite features (NaN/inf); their "
+                       "scores count as misses", split, videos, captions)
+    return videos + captions
 
 
 def _gt_or_self(is_gt: torch.Tensor) -> torch.Tensor:

@@ -1,14 +1,19 @@
-"""python -m paxion.data.synthetic --out DIR --seed S [--num-train N --num-val N --num-test N --frames 16 --size 64 --fps 5]"""
+"""python -m paxion.data.synthetic --out DIR --seed S [--num-train N --num-val N --num-test N --frames 8 --size 32 --fps 5]
+
+The defaults (8 frames of 32x32) are the embedded default's clips, the shape the shipped models were trained on.
+Refuses to overwrite files in DIR that the generator did not write.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import logging
+import sys
 import time
 from typing import Optional, Sequence
 
-from paxion.data.synthetic.generate import SynthConfig, generate
+from paxion.data.synthetic.generate import OverwriteError, SynthConfig, generate
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -26,7 +31,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     out = args.pop("out")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     start = time.perf_counter()
-    generate(out, **args)
+    try:
+        generate(out, **args)
+    except OverwriteError as exc:
+        sys.exit(f"error: {exc}")
     total = args["num_train"] + args["num_val"] + args["num_test"]
     print(f"wrote {total} clips to {out} in {time.perf_counter() - start:.1f}s")
 

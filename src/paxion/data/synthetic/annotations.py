@@ -65,6 +65,15 @@ def _dump(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(obj, indent=1))
 
 
+def annotation_files(out: Path) -> list[Path]:
+    """Every annotation file :func:`write_all` writes under ``out``."""
+    root = out / SSV2_ANN
+    names = ["train.json", "validation.json", "train_antonym.json", "labels.json", "test-answers.csv",
+             *(f"state_change_heavy_instance_filtering_{split}.json" for split in ("train", "val"))]
+    retrieval = [f"ssv2_ret_{kind}_{name}.json" for kind in ("label", "template") for name in ("train", "val_small")]
+    return [*(root / n for n in names), *(out / RETRIEVAL_ANN / n for n in retrieval), out / "synthaction_specs.json"]
+
+
 def write_all(out: Path, specs: list[dict[str, Any]], iou: dict[int, float], cfg: Any) -> None:
     rng = np.random.default_rng([cfg.seed, 7])
     items = {s["id"]: item_for(s, rng) for s in specs}

@@ -6,7 +6,8 @@ The output folder is laid out like ``paths.data_root``, so ``paths.data_root=<ou
     <out>/ActionBench/ssv2/shuffled_object_and_action_antonyms/   train.json, validation.json, ...
     <out>/SSv2/video_clips/clips_downsampled_5fps_downsized_224x224/<id>.mp4   (name kept; clips are small)
     <out>/SSv2/ssv2_label_ssv2_template/ssv2_ret_{label,template}_{train,val_small}.json
-    <out>/synthaction.json   generation settings and the action table
+    <out>/synthaction.json   generation settings and the action table; also the marker that lets a
+                             later run rewrite the folder (files it did not write are never overwritten)
 
 Everything is a function of the seed: clip specs are drawn in the parent process, each clip's pixels
 from a generator seeded with (seed, clip id), so the worker count never changes the output.
@@ -31,6 +32,12 @@ from paxion.data.synthetic.scenes import ACTIONS, COLORS, SHAPES, Scene, backgro
 
 logger = logging.getLogger(__name__)
 
+MARKER = "synthaction.json"  # written first (complete: false) and last (complete: true)
+GENERATOR = "paxion.data.synthetic"
+
+
+class OverwriteError(ValueError):
+    """The output folder holds files this generator did not write."""
 
 
 @dataclass
@@ -39,8 +46,8 @@ class SynthConfig:
     num_train: int = 2000
     num_val: int = 250
     num_test: int = 250
-    frames: int = 16
-    size: int = 64
+    frames: int = 8  # 8 frames of 32x32: the embedded default's data, what the shipped models were trained on
+    size: int = 32
     fps: int = 5
     textured_background: bool = True
     noise_std: float = 3.0
@@ -126,15 +133,63 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
+def read_marker(folder: str | Path) -> Optional[dict[str, Any]]:
+    """The generator's ``synthaction.json`` in ``folder`` (None when absent or not written by it)."""
+    path = Path(folder) / MARKER
+    if not path.is_file():
+        return None
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) and meta.get("generator") == GENERATOR else None
+
+
+def find_generation(video_path: str | Path, levels: int = 5) -> Optional[dict[str, Any]]:
+    """Generator settings of the SynthAction folder holding ``video_path``: ``{"path", "config"}`` or None."""
+    for folder in list(Path(video_path).parents)[:levels]:
+        meta = read_marker(folder)
+        if meta is not None and isinstance(meta.get("config"), dict):
+            return {"path": str(folder / MARKER), "config": meta["config"]}
+    return None
+
+
+def check_overwrite(out: Path, specs: list[dict[str, Any]]) -> None:
+    """Refuse to write where files exist that this generator did not write (no marker of its own)."""
+    if read_marker(out) is not None:
+        return
+    video_dir = out / SSV2_VIDEOS
+    targets = [out / MARKER, *ann.annotation_files(out), *(video_dir / f"{s['id']}.mp4" for s in specs)]
+    clash = [p for p in targets if p.exists()]
+    if clash:
+        raise OverwriteError(
+            f"{clash[0]}: already exists and was not written by the SynthAction generator ({len(clash)} of the "
+            f"files it would write exist; no {MARKER} of its own in {out}); refusing to overwrite: choose an "
+            "empty or new output folder"
+        )
+
+
+def _write_marker(out: Path, cfg: SynthConfig, complete: bool) -> None:
+    meta = {"generator": GENERATOR, "complete": complete, "config": dataclasses.asdict(cfg),
+            "actions": {a: ann.template_entry(a) for a in sorted(ACTIONS)}}
+    (out / MARKER).write_text(json.dumps(meta, indent=1))
+
+
 def generate(out_dir: str | Path, seed: int = 0, **overrides: Any) -> Path:
-    """Write SynthAction under ``out_dir`` (see module doc); ``overrides`` are :class:`SynthConfig` fields."""
+    """Write SynthAction under ``out_dir`` (see module doc); ``overrides`` are :class:`SynthConfig` fields.
+
+    Raises :class:`OverwriteError` when ``out_dir`` holds a file it would write and is not a folder the
+    generator wrote before.
+    """
     cfg = SynthConfig(seed=seed, **overrides)
     if cfg.frames < 2 or cfg.size < 16:
         raise ValueError(f"SynthAction needs frames >= 2 and size >= 16, got {cfg.frames}, {cfg.size}")
     out = Path(out_dir)
+    specs = make_specs(cfg)
+    check_overwrite(out, specs)
     video_dir = out / SSV2_VIDEOS
     video_dir.mkdir(parents=True, exist_ok=True)
-    specs = make_specs(cfg)
+    _write_marker(out, cfg, complete=False)  # from here on the folder is ours, even if interrupted
     workers = cfg.workers or os.cpu_count() or 1
     chunk = max(1, min(64, len(specs) // (4 * workers) + 1))
     jobs = [(specs[i : i + chunk], cfg, str(video_dir)) for i in range(0, len(specs), chunk)]
@@ -145,9 +200,7 @@ def generate(out_dir: str | Path, seed: int = 0, **overrides: Any) -> Path:
             results = [r for part in pool.imap(_work, jobs) for r in part]
     iou = dict(results)
     ann.write_all(out, specs, iou, cfg)
-    meta = {"generator": "paxion.data.synthetic", "config": dataclasses.asdict(cfg),
-            "actions": {a: ann.template_entry(a) for a in sorted(ACTIONS)}}
-    (out / "synthaction.json").write_text(json.dumps(meta, indent=1))
+    _write_marker(out, cfg, complete=True)
     logger.info("SynthAction: %d clips written under %s", len(specs), out)
     return out
 
