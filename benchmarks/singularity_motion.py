@@ -3,7 +3,7 @@ caption from its twin's (a clip and its antonym twin share objects and placement
 the paper's temporal finding; the numbers are whatever the run measures.
 
     python benchmarks/singularity_motion.py                       # data under .cache, ~minutes on CPU
-    python benchmarks/singularity_motion.py --epochs 2 --pairs 20  # a quicker look
+    python benchmarks/singularity_motion.py --epochs 2 --data /tmp/small --pairs 20 --test-pairs 5  # a quick look
 
 Trains ``configs/train/synthaction/singularity_ret.yaml`` (1 frame in training, 4 concatenated at test)
 and ``singularity_temporal_ret.yaml`` (4 frames, temporal embedding + temporal encoder) with the same
@@ -29,7 +29,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=".cache/paxion/synthaction_singularity")
     parser.add_argument("--output", default="output/benchmarks/singularity_motion")
-    parser.add_argument("--pairs", type=int, default=60, help="training clip/twin pairs (test: a third of it)")
+    parser.add_argument("--pairs", type=int, default=150, help="training clip/twin pairs")
+    parser.add_argument("--test-pairs", type=int, default=40)
     parser.add_argument("--epochs", type=int, default=None, help="override run.max_epoch of both configs")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args()
@@ -40,7 +41,7 @@ def main() -> None:
     data = Path(args.data)
     if not (data / ANN / "synth_ret_test.json").is_file():
         generate_singularity(data, seed=args.seed, num_train_pairs=args.pairs,
-                             num_test_pairs=max(3, args.pairs // 3), frames=8, size=32, workers=1)
+                             num_test_pairs=args.test_pairs, frames=8, size=32, workers=1)
     rows = []
     for label, config in RUNS:
         overrides = [f"paths.data_root={data}", f"paths.output_root={args.output}", f"run.seed={args.seed}"]

@@ -166,3 +166,20 @@ def test_two_process_singularity_evaluation_equals_one_process(synth: Path, tmp_
     keys = [k for k in found[0] if k.startswith("test")]
     assert len(keys) == 18 and found[0]["num_samples"] == found[1]["num_samples"] == 6
     assert {k: found[0][k] for k in keys} == {k: found[1][k] for k in keys}
+
+
+SINGULARITY_CONFIGS = sorted(p.relative_to(Path(__file__).resolve().parents[1] / "configs").as_posix()
+                             for p in (Path(__file__).resolve().parents[1] / "configs").rglob("singularity*.yaml"))
+
+
+@pytest.mark.parametrize("path", [p for p in SINGULARITY_CONFIGS if not p.startswith("backbones/")])
+def test_singularity_config_builds_its_task_and_a_tiny_model(path: str) -> None:
+    from paxion.config import load_config
+
+    repo = Path(__file__).resolve().parents[1]
+    cfg = load_config(repo / "configs" / path, ["model.size=tiny", "model.pretrained=null"])
+    task = registry.get("task", cfg.task.name)(cfg)
+    model = task.build_model()
+    assert model.cfg.arch == cfg.model.arch and model.num_frames_test == cfg.model.num_frames_test
+    builder = registry.get("dataset", task.dataset_name())
+    assert set(cfg.run.test_splits + cfg.run.valid_splits) <= set(builder(cfg.datasets[task.dataset_name()]).splits)

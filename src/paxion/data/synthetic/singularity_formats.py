@@ -90,7 +90,7 @@ def mc_item(spec: dict[str, Any], by_id: dict[int, dict[str, Any]], rng: np.rand
             "answer": int(np.flatnonzero(order == 0)[0])}
 
 
-def generate_singularity(out_dir: str | Path, seed: int = 0, num_train_pairs: int = 60, num_test_pairs: int = 20,
+def generate_singularity(out_dir: str | Path, seed: int = 0, num_train_pairs: int = 150, num_test_pairs: int = 40,
                          **overrides: Any) -> Path:
     """Write the clips and every annotation file (see module doc); ``overrides``: :class:`SynthConfig` fields."""
     cfg = SynthConfig(seed=seed, **{"distractor_prob": 0.0, **overrides})
@@ -132,8 +132,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Write SynthAction in Singularity's downstream formats.")
     parser.add_argument("--out", required=True)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--num-train-pairs", type=int, default=60)
-    parser.add_argument("--num-test-pairs", type=int, default=20)
+    parser.add_argument("--num-train-pairs", type=int, default=150)
+    parser.add_argument("--num-test-pairs", type=int, default=40)
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--size", type=int, default=32)
     args = parser.parse_args(argv)
