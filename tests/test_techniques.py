@@ -155,6 +155,7 @@ def test_swa_tool_averages_the_epoch_window(tmp_path):
     for epoch, value in [(1, 100.0), (2, 1.0), (3, 2.0), (4, 6.0), (5, -50.0)]:
         torch.save({"epoch": epoch, "model_state": planted(value)}, tmp_path / f"checkpoint_epoch_{epoch:05d}.pyth")
     assert epoch_from_name(tmp_path / "checkpoint_epoch_00004.pyth") == 4
+    assert epoch_from_name("out/checkpoint_3.pth") == 4  # the runner's file after its 0-based epoch 3
     assert swa_main([str(tmp_path), "--start", "2", "--end", "4"]) == 0
     result = torch.load(tmp_path / "swa_2_4.pth", weights_only=True)
     assert set(result) == {"model_state"}
@@ -217,6 +218,10 @@ def test_runner_iwo_swa_and_patching_on_the_toy_task(tmp_path):
     epochs = [load_checkpoint(swa_dir / f"checkpoint_{e}.pth")["model"] for e in (0, 1)]
     for key, value in epochs[0].items():  # runner checkpoint_{e}.pth holds epoch e + 1 of the original's count
         torch.testing.assert_close(averaged[key], (value + epochs[1][key]) / 2)
+    assert swa_main([str(swa_dir), "--start", "1", "--end", "2", "--output", str(tmp_path / "tool")]) == 0
+    from_tool = torch.load(tmp_path / "tool" / "swa_1_2.pth", weights_only=True)["model_state"]
+    for key, value in epochs[0].items():  # the tool over the runner's files: the same window, the same mean
+        torch.testing.assert_close(from_tool[key], averaged[key])
     # ratio 1 patches every trained weight back to its initial value: the untrained model's scores
     main(toy_argv(untrained_dir, "run.valid_splits=[]", "run.test_splits=[test]", max_epoch=0))
     main(toy_argv(patched_dir, "techniques.weight_patching.reference=initial", "techniques.weight_patching.ratio=1.0",

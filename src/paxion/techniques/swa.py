@@ -30,10 +30,20 @@ logger = logging.getLogger(__name__)
 _EPOCH_SUFFIX = re.compile(r"_(\d+)$")
 
 
+_RUNNER_CHECKPOINT = re.compile(r"^checkpoint_(\d+)\.pth$")
+
+
 def epoch_from_name(path: str | Path) -> int:
-    """Epoch number from a file name's last ``_<digits>`` (``checkpoint_epoch_00007.pyth`` -> 7)."""
-    stem = Path(path).name.split(".")[0]
-    match = _EPOCH_SUFFIX.search(stem)
+    """1-based epoch of a checkpoint file, the original's numbering.
+
+    SlowFast files carry it as the last ``_<digits>`` (``checkpoint_epoch_00007.pyth`` -> 7); this
+    framework's runner writes ``checkpoint_<e>.pth`` after its 0-based epoch e, i.e. epoch e + 1.
+    """
+    name = Path(path).name
+    runner = _RUNNER_CHECKPOINT.match(name)
+    if runner:
+        return int(runner.group(1)) + 1
+    match = _EPOCH_SUFFIX.search(name.split(".")[0])
     if match is None:
         raise ValueError(f"'{path}': no _<epoch> suffix in the file name")
     return int(match.group(1))
