@@ -27,6 +27,7 @@ any module (e.g. a Knowledge Patcher reading a backbone's (B, T, P, D) tokens).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -103,7 +104,9 @@ class Attention(nn.Module):
         b, n, d = x.shape
         q, k, v = (w(x).view(b, n, self.n_heads, d // self.n_heads).transpose(1, 2) for w in (self.wq, self.wk, self.wv))
         if self.fp32:  # (B, H, N, d_h) each, attention in float32 whatever autocast says
-            with torch.autocast(x.device.type, enabled=False):
+            no_autocast = (torch.autocast(x.device.type, enabled=False) if x.device.type in ("cpu", "cuda")
+                           else contextlib.nullcontext())  # meta (FLOP counting) has no autocast
+            with no_autocast:
                 out = F.scaled_dot_product_attention(q.float(), k.float(), v.float()).to(v.dtype)
         else:
             out = F.scaled_dot_product_attention(q, k, v)

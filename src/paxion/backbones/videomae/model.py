@@ -70,10 +70,15 @@ VIDEOMAE_VIT_B = VideoMAEConfig(embed_dim=768, depth=12, num_heads=12)
 VIDEOMAE_VIT_TINY = VideoMAEConfig(
     embed_dim=32, depth=2, num_heads=2, patch_size=8, num_frames=4, image_size=32, num_classes=20
 )
+# the CPU demo's encoder: big enough to learn SynthAction's 20 templates from scratch in minutes
+VIDEOMAE_VIT_MINI = VideoMAEConfig(
+    embed_dim=96, depth=4, num_heads=4, patch_size=8, num_frames=8, image_size=32, num_classes=20
+)
 VARIANTS: dict[str, VideoMAEConfig] = {
     "videomae_vit_s": VIDEOMAE_VIT_S,
     "videomae_vit_b": VIDEOMAE_VIT_B,
     "videomae_vit_tiny": VIDEOMAE_VIT_TINY,
+    "videomae_vit_mini": VIDEOMAE_VIT_MINI,
 }
 
 
