@@ -173,3 +173,80 @@ def test_protocol_tool_reads_final_lines(tmp_path, capsys):
     assert "82.00 ± 1.63" in capsys.readouterr().out
     assert json.loads((tmp_path / "summary.json").read_text())["top5_acc_mean"] == pytest.approx(96.0)
     assert main([str(tmp_path / "absent")]) == 1
+
+
+# ----------------------------------------------------------------------------- SynthAction, end to end
+
+CONFIG = Path(__file__).resolve().parents[1] / "configs/train/synthaction_openvclip/internvideo_synth.yaml"
+TINY_MODEL = ["model.backbone=tiny", "model.num_frames=4", "model.trainable=[visual.,logit_scale]"]
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory) -> Path:
+    from paxion.data.synthetic.generate import generate
+    from paxion.data.synthetic.openvclip_label_db import write_label_db
+
+    root = tmp_path_factory.mktemp("openvclip_synth")
+    generate(root, seed=0, num_train=20, num_val=0, num_test=20, workers=1)
+    write_label_db(root)
+    return root
+
+
+def test_synthaction_label_databases_split_classes(synth_root):
+    db = synth_root / "SynthAction/openvclip_label_db"
+    seen, unseen, full = (read_index_to_class(db / s / "index2cls.json") for s in ("seen", "unseen", "full"))
+    assert len(seen) == len(unseen) == 10 and len(full) == 20
+    assert not set(seen) & set(unseen) and set(seen) | set(unseen) == set(full)
+    rows = read_label_list(db / "seen" / "train.csv", ",", 10)
+    assert len(rows) == 10 and all(path.endswith(".mp4") for path, _ in rows)
+
+
+def test_corrupt_clip_is_replaced_and_reported(synth_root, tmp_path):
+    from paxion.registry import registry
+
+    db = synth_root / "SynthAction/openvclip_label_db/unseen"
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "broken.mp4").write_bytes(b"not a video")
+    first, label = read_label_list(db / "test.csv", ",", 10)[0]
+    source = synth_root / "SSv2/video_clips/clips_downsampled_5fps_downsized_224x224" / first
+    (videos / "good.mp4").write_bytes(source.read_bytes())
+    (tmp_path / "test.csv").write_text(f"broken.mp4,{label}\ngood.mp4,{label}\n")
+    builder_cls = registry.get("dataset", "openvclip_label_db")
+    cfg = builder_cls.Config(ann_root=str(tmp_path), videos=str(videos), index_to_class=str(db / "index2cls.json"),
+                             sampling_rate=1, target_fps=5.0, test_num_segment=3)
+    dataset = builder_cls(cfg).build("test", num_frames=4, image_size=32, training=False)
+    assert len(dataset) == 6 and dataset.class_names == read_index_to_class(db / "index2cls.json")
+    sample = dataset[0]
+    assert sample["video"].shape == (4, 3, 32, 32) and sample["label"] == label
+    assert len(sample["skipped_videos"]) == 1 and "broken.mp4" in sample["skipped_videos"][0]["path"]
+    cfg.strict = True
+    with pytest.raises(Exception, match="broken.mp4"):
+        builder_cls(cfg).build("test", num_frames=4, image_size=32, training=False)[0]
+
+
+@pytest.mark.slow
+def test_train_with_iwo_then_zero_shot_with_patching(synth_root, tmp_path):
+    from paxion.evaluate import main as evaluate_main
+    from paxion.train import main as train_main
+
+    common = ["--cfg-path", str(CONFIG), f"paths.data_root={synth_root}", *TINY_MODEL, "run.batch_size_train=5"]
+    train_dir = tmp_path / "train"
+    train_main(common + [f"run.output_dir={train_dir}", "run.max_epoch=2", "techniques.iwo.reference=model",
+                         "techniques.swa.start=1", "techniques.swa.end=2", "techniques.swa.apply=false"])
+    line = json.loads((train_dir / "result" / "test_openvclip.json").read_text())
+    assert line["split"] == "test_final" and isinstance(line["top1_acc"], str)
+    assert (train_dir / "swa_1_2.pth").is_file()
+    log = [json.loads(x) for x in (train_dir / "metrics.jsonl").read_text().splitlines()]
+    assert any("iwo_alpha" in r and 0.0 <= r["iwo_alpha"] <= 0.6 for r in log)
+    unseen = synth_root / "SynthAction/openvclip_label_db/unseen"
+    zero_shot = common + ["run.evaluate=true", f"datasets.openvclip_label_db.ann_root={unseen}",
+                          f"datasets.openvclip_label_db.index_to_class={unseen / 'index2cls.json'}"]
+    fine_tuned = evaluate_main(zero_shot + [f"run.output_dir={tmp_path / 'ft'}",
+                                            f"run.load_ckpt_path={train_dir / 'latest.pth'}"])["test"]
+    patched = evaluate_main(zero_shot + [f"run.output_dir={tmp_path / 'r1'}",
+                                         f"run.load_ckpt_path={train_dir / 'latest.pth'}",
+                                         "techniques.weight_patching.ratio=1.0"])["test"]
+    original = evaluate_main(zero_shot + [f"run.output_dir={tmp_path / 'orig'}"])["test"]
+    assert fine_tuned["num_videos"] == 10
+    assert patched["top1_acc"] == original["top1_acc"] and patched["top5_acc"] == original["top5_acc"]
