@@ -124,3 +124,32 @@ def test_real_command_line_prints_one_line_and_exits_1(tmp_path: Path) -> None:
 def test_non_finite_loss_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     line = _cli_error(capsys, toy_argv(tmp_path, "run.init_lr=1e12"))
     assert "non-finite training loss at epoch 0" in line and "loss=" in line
+
+
+def test_disk_full_is_one_line_naming_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from paxion import runner
+
+    def full_disk(cfg: object, output_dir: Path) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(Path(output_dir) / "config.yaml"))
+
+    monkeypatch.setattr(runner, "save_config", full_disk)
+    line = _cli_error(capsys, toy_argv(tmp_path / "out"))
+    assert "No space left on device" in line and str(tmp_path / "out" / "config.yaml") in line
+
+
+def test_other_os_errors_keep_their_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from paxion import runner
+
+    def broken(cfg: object, output_dir: Path) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(runner, "save_config", broken)
+    with pytest.raises(OSError, match="Input/output error"):  # not a user error: a bug report needs the traceback
+        run_cli(main, toy_argv(tmp_path / "out"))
+

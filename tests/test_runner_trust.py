@@ -174,14 +174,20 @@ def _wait_for(path: Path, text: str, proc: subprocess.Popen, timeout: float = 24
 
 @pytest.mark.slow
 def test_sigterm_saves_exits_143_and_resume_continues_without_duplicate_records(tmp_path: Path) -> None:
+    """SIGTERM goes to every process of the run, DataLoader workers included, as SLURM sends it."""
     out, epochs = tmp_path / "run", 40
-    cmd = [sys.executable, "-m", "paxion.train", *toy_argv(out, max_epoch=epochs)]
+    cmd = [sys.executable, "-m", "paxion.train", *toy_argv(out, max_epoch=epochs, num_workers=1)]
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        start_new_session=True,  # its own process group: the signal reaches the workers too
     )
     try:
         _wait_for(out / "log.txt", "saved latest.pth", proc)
-        proc.send_signal(signal.SIGTERM)
+        os.killpg(proc.pid, signal.SIGTERM)
         assert proc.wait(timeout=120) == 143
         stderr = proc.stderr.read()
     finally:
@@ -194,7 +200,7 @@ def test_sigterm_saves_exits_143_and_resume_continues_without_duplicate_records(
     assert stopped["global_step"] == stopped["epoch"] * 6 + stopped["iter_in_epoch"]  # a step boundary
     (out / ".latest.pth.tmp-99999").write_bytes(b"torn by a crash")
 
-    main(toy_argv(out, max_epoch=epochs, resume="auto"))
+    main(toy_argv(out, max_epoch=epochs, num_workers=1, resume="auto"))
     final = load_checkpoint(out / "latest.pth")
     assert final["global_step"] == epochs * 6
     assert not (out / ".latest.pth.tmp-99999").exists()

@@ -390,6 +390,7 @@ class Runner:
             cached = self._eval_loaders[split] = build_eval_loader(
                 dataset, self.run, self.task.collate_fn(), self.device
             )
+            cached.worker_init_fn = ignore_stop_signals(cached.worker_init_fn)  # a stop waits for the epoch's end
         loader = cached
         self.model.eval()
         chunks: list[dict[str, Any]] = []

@@ -2,15 +2,18 @@
 
 Runs as one plain process, or under ``torchrun`` (DDP, one process per GPU).
 
-Exit status: 0 done; 1 a user error (config, checkpoint, data, a diverged loss), reported in one line
-naming the file or key (``--debug`` or ``PAXION_DEBUG=1`` shows the traceback); 128 + signal number
-(130 for SIGINT, 143 for SIGTERM) when a stop signal ended training after saving ``latest.pth``.
+Exit status: 0 done; 1 a user error (config, checkpoint, data, a diverged loss, a full disk or a
+permission problem), reported in one line naming the file or key (``--debug`` or ``PAXION_DEBUG=1``
+shows the traceback); 128 + signal number (130 for SIGINT, 143 for SIGTERM) when a stop signal ended
+training after saving ``latest.pth`` (or interrupted loading or evaluation, with nothing to save).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -38,6 +41,8 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     NonFiniteLossError,
     FileNotFoundError,
 )
+# OSErrors reported like user errors: disk full, quota, read-only file system, permission denied
+_USER_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 def build_runner(argv: Optional[Sequence[str]], description: str, evaluate_only: bool = False) -> Runner:
@@ -95,16 +100,27 @@ def run_cli(entry: Callable[[Sequence[str]], Any], argv: Optional[Sequence[str]]
     except TrainingInterrupted as exc:
         logger.warning("%s", exc)
         raise SystemExit(exc.exit_code) from None
-    except USER_ERRORS as exc:
-        if debug:
+    except KeyboardInterrupt:  # outside training (loading, evaluation): nothing to save
+        _report("interrupted (SIGINT)")
+        raise SystemExit(128 + signal.SIGINT) from None
+    except (*USER_ERRORS, OSError) as exc:
+        if debug or (isinstance(exc, OSError) and not _is_user_oserror(exc)):
             raise
         text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)  # KeyError quotes str()
-        message = "error: " + " ".join(line.strip() for line in text.splitlines())
-        if logging_configured():  # the line also goes to log.txt
-            logger.error("%s", message)
-        else:
-            print(message, file=sys.stderr)
+        _report("error: " + " ".join(line.strip() for line in text.splitlines()))
         raise SystemExit(1) from None
+
+
+def _is_user_oserror(exc: OSError) -> bool:
+    """A missing file, or a disk, quota or permission problem: the message names the file, no traceback needed."""
+    return isinstance(exc, FileNotFoundError) or exc.errno in _USER_ERRNOS
+
+
+def _report(message: str) -> None:
+    if logging_configured():  # the line also goes to log.txt
+        logger.error("%s", message)
+    else:
+        print(message, file=sys.stderr)
 
 
 def cli() -> None:
