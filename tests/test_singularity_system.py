@@ -269,3 +269,15 @@ def test_qa_training_loss_weights_answers() -> None:
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     weighted = model({**batch, "answer_input": [["left", "right"], ["red"]], "answer_weights": [[0.5, 0.5], [1.0]]})
     assert weighted["loss"].item() == pytest.approx(((nll["left"] + nll["right"]) / 2 + nll["red"]).item() / 2, rel=1e-5)
+
+
+def test_rank_answers_stays_finite_when_first_token_probabilities_underflow() -> None:
+    # the original took log(softmax): a probability that underflows to 0 made every score of the question NaN
+    model = qa(seed=4)
+    answers = ["left", "right", "up"]
+    first_ids = model.answer_tokens(answers)[0][:, 1]
+    with torch.no_grad():
+        model.text_decoder.cls.predictions.bias[first_ids] -= 200.0  # exp(-200) is 0 in float32
+    state = model.encode_video_for_retrieval(clip(1, 1))
+    scores = model.rank_answers(state, ["which way?"], answers, 3)
+    assert torch.isfinite(scores).all() and scores.sum().item() == pytest.approx(1.0, abs=1e-5)

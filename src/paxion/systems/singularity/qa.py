@@ -119,11 +119,13 @@ class SingularityQA(SingularityVideoText):
         answer_ids, answer_mask = self.answer_tokens(answer_list)  # (A, La)
         start = torch.full((states.shape[0], 1), CLS_ID, dtype=torch.long, device=self.device)
         first = self.decode(start, torch.ones_like(start), states, states_mask)[:, 0]  # (C*B, V)
-        first_probs = rearrange(F.softmax(first.float(), dim=-1), "(c b) v -> c b v", c=num_clips)
+        # log-softmax rather than log(softmax): equal where the probability is representable, finite where
+        # it underflows (the original's log(0) = -inf made every score of that question NaN)
+        first_logp = rearrange(F.log_softmax(first.float(), dim=-1), "(c b) v -> c b v", c=num_clips)
         late = self.cfg.frame_ensemble != "concat"
         if late:  # the original ensembles the probabilities, then applies a softmax once more
-            first_probs = F.softmax(obj.ensemble(first_probs, self.cfg.frame_ensemble), dim=-1)[None]
-        top_probs, top_ids = first_probs[0].index_select(1, answer_ids[:, 1]).topk(k, dim=1)  # (B, k)
+            first_logp = F.log_softmax(obj.ensemble(first_logp.exp(), self.cfg.frame_ensemble), dim=-1)[None]
+        top_logp, top_ids = first_logp[0].index_select(1, answer_ids[:, 1]).topk(k, dim=1)  # (B, k)
 
         ids = answer_ids[top_ids.flatten()]  # (B*k, La), question-major
         mask = answer_mask[top_ids.flatten()]
@@ -131,7 +133,7 @@ class SingularityQA(SingularityVideoText):
         index = repeat(torch.arange(batch, device=self.device), "b -> (c b k)", c=num_clips, k=k)
         index = index + repeat(torch.arange(num_clips, device=self.device) * batch, "c -> (c b k)", b=batch, k=k)
         nll = obj.sequence_nll(self.decode(ids_c, mask_c, states[index], states_mask[index]), ids_c)
-        scores = top_probs.log()[None] - rearrange(nll, "(c b k) -> c b k", c=num_clips, b=batch)  # (C, B, k)
+        scores = top_logp[None] - rearrange(nll, "(c b k) -> c b k", c=num_clips, b=batch)  # (C, B, k)
         scores = obj.ensemble(scores, self.cfg.frame_ensemble) if late else scores[0]
         out = torch.zeros(batch, len(answer_list), device=self.device)
         return out.scatter_(1, top_ids, F.softmax(scores, dim=-1))
