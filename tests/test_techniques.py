@@ -229,3 +229,27 @@ def test_runner_iwo_swa_and_patching_on_the_toy_task(tmp_path):
     untrained, patched = _result(untrained_dir), _result(patched_dir)
     numbers = [k for k, v in untrained.items() if isinstance(v, float) and k != "epoch"]
     assert numbers and all(patched[k] == pytest.approx(untrained[k], rel=1e-6) for k in numbers)
+
+
+def test_iwo_on_a_paxion_model_interpolates_the_patcher_towards_its_start():
+    from paxion_fakes import FAKE, fake_batch
+
+    from paxion.model import PaxionConfig, PaxionModel
+    from paxion.patcher import PatcherConfig
+
+    torch.manual_seed(0)
+    model = PaxionModel(PaxionConfig(backbone=FAKE, patcher=PatcherConfig(heads=2, dim_head=8, num_latents=3)))
+    techniques = build_techniques(experiment({"iwo": {"reference": "initial", "sample_low": 0.5,
+                                                      "sample_high": 0.5}}), model)
+    reference = techniques.techniques[0].reference
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert set(reference) == trainable and trainable  # the patcher (and whatever else trains), never the backbone
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.requires_grad:
+                p.add_(1.0)  # "fine-tuned" away from the start
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    step = techniques.wrap_train_step(lambda m, b: (m(b)["loss"], {}), lambda loss: loss.backward())
+    loss, logs = step(model, fake_batch())
+    assert float(logs["iwo_alpha"]) == 0.5 and torch.isfinite(loss)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
