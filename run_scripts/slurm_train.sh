@@ -3,8 +3,8 @@
 #   sbatch --nodes=2 --gpus-per-node=8 run_scripts/slurm_train.sh CONFIG.yaml [a.b=c ...]
 # Preemption and time limits: SLURM sends SIGTERM to this script (120 s before the time limit with the
 # --signal line below, or at preemption); the script forwards it to the training, which saves
-# latest.pth at the next step boundary and exits (status 143); then the job is requeued and, started
-# again with run.resume=auto in the same run.output_dir, continues from there.
+# latest.pth at the next step boundary and exits; then the job is requeued and, started again with
+# run.resume=auto in the same run.output_dir, continues from there.
 # Set PAXION_REQUEUE=0 to stop instead of requeueing.
 #SBATCH --job-name=paxion
 #SBATCH --nodes=1

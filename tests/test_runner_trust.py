@@ -164,6 +164,32 @@ def test_sigint_saves_latest_at_the_step_boundary(tmp_path: Path, monkeypatch: p
     assert (ckpt["epoch"], ckpt["iter_in_epoch"], ckpt["global_step"]) == (1, 2, 8)
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_repeated_signal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signum: int) -> None:
+    """SIGTERM twice (cluster + torchrun) still saves first; Ctrl-C twice stops at once."""
+    real = ToyTask.train_step
+    counter = {"n": 0}
+
+    def train_step(self, model, batch):
+        counter["n"] += 1
+        if counter["n"] == 8:
+            signal.raise_signal(signum)
+            signal.raise_signal(signum)
+        return real(self, model, batch)
+
+    monkeypatch.setattr(ToyTask, "train_step", train_step)
+    if signum == signal.SIGINT:
+        with pytest.raises(KeyboardInterrupt):
+            main(toy_argv(tmp_path))
+        assert load_checkpoint(tmp_path / "latest.pth")["global_step"] == 6  # the last regular save
+        return
+    with pytest.raises(TrainingInterrupted) as stop:
+        main(toy_argv(tmp_path))
+    assert stop.value.exit_code == 143
+    assert load_checkpoint(tmp_path / "latest.pth")["global_step"] == 8
+    assert "received SIGTERM again: still saving latest.pth first" in (tmp_path / "log.txt").read_text()
+
+
 def _wait_for(path: Path, text: str, proc: subprocess.Popen, timeout: float = 240) -> None:
     deadline = time.monotonic() + timeout
     while not (path.is_file() and text in path.read_text()):

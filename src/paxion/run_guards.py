@@ -3,7 +3,8 @@
 * :class:`NonFiniteLossError`: a NaN/inf training loss (after ``run.max_nonfinite_steps`` skipped steps).
 * :class:`StopSignals`: SIGINT/SIGTERM set a flag instead of killing the process, so that the runner
   saves ``latest.pth`` at the next step boundary and raises :class:`TrainingInterrupted`. A second
-  signal of the same kind acts at once (the default action).
+  SIGINT (Ctrl-C twice) stops at once; repeated SIGTERMs are only logged (a cluster and torchrun may
+  both deliver one).
 * :class:`TrainGuard`: both, agreed by every rank at each optimizer update, so all ranks skip or stop together.
 """
 
@@ -43,7 +44,7 @@ def format_terms(loss: torch.Tensor, logs: dict[str, Any]) -> str:
 
 
 class StopSignals:
-    """Context manager: while active, SIGINT/SIGTERM only set :attr:`signum` (main thread only; elsewhere a no-op)."""
+    """Context manager: while active, SIGINT/SIGTERM set :attr:`signum` (main thread only; elsewhere a no-op)."""
 
     def __init__(self) -> None:
         self.signum: Optional[int] = None
@@ -61,13 +62,16 @@ class StopSignals:
         self._previous.clear()
 
     def _handle(self, signum: int, frame: Optional[FrameType]) -> None:
-        if self.signum == signum:  # asked twice: stop now, the way the signal normally would
-            signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
-            signal.raise_signal(signum)
+        if self.signum is not None:
+            if signum == signal.SIGINT:  # Ctrl-C twice: stop now
+                raise KeyboardInterrupt
+            # a repeated SIGTERM is common (the cluster signals every process, torchrun forwards it again):
+            # keep going to the checkpoint; SIGKILL remains for stopping at once
+            logger.warning("received %s again: still saving latest.pth first", signal.Signals(signum).name)
             return
         self.signum = signum
         logger.warning(
-            "received %s: saving latest.pth at the next step boundary, then stopping (send it again to stop now)",
+            "received %s: saving latest.pth at the next step boundary, then stopping (Ctrl-C twice: stop now)",
             signal.Signals(signum).name,
         )
 
