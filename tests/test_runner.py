@@ -91,8 +91,8 @@ def test_skipped_videos_are_counted_and_written(tmp_path: Path) -> None:
     assert results["val"]["skipped_videos"] == 3  # idx 0, 3, 6 of 7
     assert results["test"]["skipped_videos"] == 2  # idx 0, 3 of 5
     entries = json.loads((tmp_path / "skipped_videos.json").read_text())
-    assert {"path", "error", "replaced_by", "phase"} <= set(entries[0])
-    assert sum(e["phase"] == "eval test" for e in entries) == 2
+    assert {"path", "error", "replaced_by", "split", "phases"} <= set(entries[0])
+    assert [sum(e["split"] == s for e in entries) for s in ("val", "test")] == [3, 2]  # each file once per split
 
 
 def test_worker_processes_do_not_change_the_result(tmp_path: Path, toy_baseline: Path) -> None:

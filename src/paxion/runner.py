@@ -276,7 +276,8 @@ class Runner:
     def _finish_epoch(self, epoch: int, datasets: dict[str, Dataset], parts: dict) -> None:
         run, state = self.run, self.state
         state.epoch, state.iter_in_epoch = epoch + 1, 0
-        self._report_skipped(f"train epoch {epoch}", [datasets[s] for s in self.run.train_splits])
+        self._report_skipped(f"train epoch {epoch}", [datasets[s] for s in self.run.train_splits],
+                             ",".join(self.run.train_splits))
         if run.valid_splits:
             metrics = {s: self._evaluate_split(s, datasets[s], epoch) for s in run.valid_splits}
             value = self._agg_metric(metrics[run.valid_splits[0]], run.valid_splits[0])
@@ -404,7 +405,7 @@ class Runner:
             outputs = unique_by_idx([g for g in gathered if g is not None], split)
             metrics = self.task.compute_metrics(outputs, split, self.output_dir)
         metrics = dict(dist.broadcast_object(metrics))
-        metrics.update(self._report_skipped(f"eval {split}", [dataset]))
+        metrics.update(self._report_skipped(f"eval {split}", [dataset], split))
         self.metrics.log({"split": split, "epoch": epoch, **metrics}, self.state.global_step, split)
         logger.info("%s (epoch %s): %s", split, epoch, json.dumps(metrics, default=str))
         return metrics
@@ -419,7 +420,7 @@ class Runner:
             out.write_text(json.dumps(record, indent=2, default=str))
         return metrics
 
-    def _report_skipped(self, phase: str, datasets: Sequence[Dataset]) -> dict[str, int]:
+    def _report_skipped(self, phase: str, datasets: Sequence[Dataset], split: str) -> dict[str, int]:
         """Gather the unreadable videos met since the last report and the files ``datasets`` lack; warn and
         rewrite skipped_videos.json. -> ``skipped_videos`` (distinct unreadable files) and ``missing_videos``."""
         new = [entry for part in dist.all_gather_object(self._skipped) for entry in part]
@@ -427,8 +428,8 @@ class Runner:
         missing = missing_entries(datasets)
         counts = {"skipped_videos": len(unique_paths(new)), "missing_videos": len(unique_paths(missing))}
         if (new or missing) and dist.is_main():
-            self._skipped_total.add(new, phase, "unreadable")
-            self._skipped_total.add(missing, phase, "missing")
+            self._skipped_total.add(new, phase, "unreadable", split)
+            self._skipped_total.add(missing, phase, "missing", split)
             if new:
                 logger.warning("%s: %d unreadable videos were replaced (each counted once; see skipped_videos.json)",
                                phase, counts["skipped_videos"])

@@ -38,9 +38,10 @@ class SkippedVideos:
     def __init__(self) -> None:
         self.entries: dict[tuple[str, str], dict[str, Any]] = {}
 
-    def add(self, entries: Iterable[dict[str, Any]], phase: str, kind: str) -> int:
-        """Record ``entries`` met in ``phase``; -> how many distinct files they are."""
-        unique = unique_paths(entries)
+    def add(self, entries: Iterable[dict[str, Any]], phase: str, kind: str, split: str) -> int:
+        """Record ``entries`` met in ``phase`` (``split`` for those that do not name theirs); -> how many
+        distinct files they are."""
+        unique = unique_paths({"split": split, **entry} for entry in entries)
         for key, entry in unique.items():
             known = self.entries.setdefault(key, {**entry, "kind": kind, "phases": []})
             if phase not in known["phases"]:
