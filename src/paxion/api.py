@@ -68,11 +68,10 @@ class VideoPreprocess:
 
     Files are decoded and sampled exactly as the evaluation datasets do (``decoder``, ``resize_on_decode``,
     the original's uniform frame choice). Frames are uint8 ``(N, H, W, C)`` (numpy, as decoders return)
-    or ``(N, C, H, W)`` (torch) holding the whole video: they are sampled like the frames of a file, so
-    ``preprocess(frames) == preprocess(file)`` when the frames were decoded at full size (``resize_on_decode``
-    off; with it on, the decoder's own scaler differs from ours by a grey level or two). Clips already
-    shaped ``(1, T, C, S, S)`` go to the scoring helpers as they are. The result goes to
-    ``model.encode_video`` / the scoring helpers.
+    or ``(N, C, H, W)`` (torch) holding the whole video at the file's size: they are sampled and resized
+    like the frames of a file, so ``preprocess(frames) == preprocess(file)``. Clips already shaped
+    ``(1, T, C, S, S)`` go to the scoring helpers as they are. The result goes to ``model.encode_video`` /
+    the scoring helpers.
     """
 
     num_frames: int
