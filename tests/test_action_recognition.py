@@ -49,7 +49,9 @@ def test_merge_of_planted_views_gives_hand_computed_top1_top5() -> None:
     clip.append(0)
     view.append([0, 0])
     label.append(1)
-    clips, merged, labels = merge_views(torch.stack(logits), torch.tensor(clip), torch.tensor(view), torch.tensor(label))
+    clips, merged, labels = merge_views(
+        torch.stack(logits), torch.tensor(clip), torch.tensor(view), torch.tensor(label)
+    )
     assert clips.tolist() == [0, 1] and labels.tolist() == [1, 2]
     expected0 = torch.tensor([.25, .40, .15, .10, .05, .03, .02])
     torch.testing.assert_close(merged[0], expected0)

@@ -127,7 +127,8 @@ def _to_hf(meta: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def _expected(meta: dict[str, torch.Tensor], layers: list[int]) -> dict[str, torch.Tensor]:
-    return {f"layers.{j}.{s}": meta[f"layers.{i}.{s}"] for j, i in enumerate(layers) for s in llama_weights.META_SUFFIXES}
+    suffixes = llama_weights.META_SUFFIXES
+    return {f"layers.{j}.{s}": meta[f"layers.{i}.{s}"] for j, i in enumerate(layers) for s in suffixes}
 
 
 def test_meta_consolidated_pth(tmp_path: Path) -> None:
@@ -240,3 +241,34 @@ def test_attaches_to_a_paxion_models_patcher_input() -> None:
     assert block.m2.weight.grad is not None and block.m2.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in block.llm.parameters())
     assert all(p.grad is None for p in model.backbone.parameters())
+
+
+def test_technique_attaches_a_block_to_a_paxion_model_by_config() -> None:
+    from paxion.config import load_config
+    from paxion.registry import registry
+    from paxion.techniques import build_techniques
+
+    cfg_path = Path(__file__).resolve().parents[1] / "configs/train/actionbench/synthaction/kp_perceiver_vtc.yaml"
+    block = ["d_llm=32", "n_heads=4", "multiple_of=16", "first_layer=0"]
+    cfg = load_config(cfg_path, ["model.backbone=internvideo_tiny", "model.backbone_ckpt=null", "model.pretrained=null",
+                                 *(f"techniques.frozen_llm_block.{kv}" for kv in block)])
+    torch.manual_seed(0)
+    model = registry.get("task", cfg.task.name)(cfg).build_model()
+    keys_before = set(model.state_dict())
+    trainable_before = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    techniques = build_techniques(cfg, model)
+    assert len(techniques) == 1
+    width = model.backbone.vision_width
+    assert keys_before < set(model.state_dict())  # patcher keys unchanged, the block's added under llm_block.
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == trainable_before + 2 * width * 32
+    pre = model.backbone.preprocess
+    model.train()
+    model(fake_batch_for(pre.num_frames, pre.image_size))["loss"].backward()
+    assert model.llm_block.m1.weight.grad is not None and model.llm_block.m1.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.llm_block.llm.parameters())
+
+
+def fake_batch_for(frames: int, image: int) -> dict:
+    from paxion_fakes import fake_batch
+
+    return fake_batch(4, frames, image)

@@ -22,7 +22,8 @@ LLaMA-7B layer 15 (``first_layer: 15, n_layers: 16``: one block); its image conf
 layer, 31 (called "the 32nd" by the authors). Both are one config value here.
 
 :class:`FrozenLLMBlock` runs on (B, N, D) tokens; :class:`BeforeModule` runs it on the token input of
-any module (e.g. a Knowledge Patcher reading a backbone's (B, T, P, D) tokens).
+any module (e.g. a Knowledge Patcher reading a backbone's (B, T, P, D) tokens), and the technique
+``frozen_llm_block`` (``paxion.techniques.frozen_llm_block``) attaches it to any model by config.
 """
 
 from __future__ import annotations
@@ -102,7 +103,8 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape
-        q, k, v = (w(x).view(b, n, self.n_heads, d // self.n_heads).transpose(1, 2) for w in (self.wq, self.wk, self.wv))
+        heads = self.n_heads
+        q, k, v = (w(x).view(b, n, heads, d // heads).transpose(1, 2) for w in (self.wq, self.wk, self.wv))
         if self.fp32:  # (B, H, N, d_h) each, attention in float32 whatever autocast says
             no_autocast = (torch.autocast(x.device.type, enabled=False) if x.device.type in ("cpu", "cuda")
                            else contextlib.nullcontext())  # meta (FLOP counting) has no autocast
@@ -213,6 +215,12 @@ def build_frozen_llm_block(dim: int, cfg: FrozenLLMBlockConfig) -> Optional[Froz
     return FrozenLLMBlock(dim, cfg) if cfg.enable else None
 
 
+def apply_to_tokens(block: FrozenLLMBlock, tokens: torch.Tensor) -> torch.Tensor:
+    """(B, ..., D) -> same shape and dtype: the block over all tokens of a sample as one sequence."""
+    flat = tokens.reshape(tokens.shape[0], -1, tokens.shape[-1])  # (B, N, D)
+    return block(flat).to(tokens.dtype).reshape(tokens.shape)
+
+
 class BeforeModule(nn.Module):
     """Runs a :class:`FrozenLLMBlock` on the first argument of ``inner`` (tokens (B, ..., D)), then ``inner``.
 
@@ -226,8 +234,7 @@ class BeforeModule(nn.Module):
         self.inner = inner
 
     def forward(self, tokens: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-        flat = tokens.reshape(tokens.shape[0], -1, tokens.shape[-1])  # (B, N, D)
-        return self.inner(self.block(flat).to(tokens.dtype).reshape(tokens.shape), *args, **kwargs)
+        return self.inner(apply_to_tokens(self.block, tokens), *args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:  # the wrapped module's attributes (out_dim, ...)
         try:

@@ -109,7 +109,10 @@ def load_videomae_state(
             report.unexpected.append(key)
     if "pos_embed" in state:
         temporal, side, _ = model.cfg.grid
-        table = interpolate_pos_embed(state["pos_embed"], temporal, side)
+        try:
+            table = interpolate_pos_embed(state["pos_embed"], temporal, side)
+        except ValueError as exc:
+            raise CheckpointError(f"{source}: pos_embed: {exc}") from None
         model.pos_embed.copy_(table.to(model.pos_embed.dtype))
         report.notes.append(f"pos_embed {tuple(state['pos_embed'].shape)} -> {tuple(table.shape)} (per temporal slice)")
         report.loaded.append("pos_embed")

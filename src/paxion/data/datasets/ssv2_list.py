@@ -77,7 +77,8 @@ class ActionClipDataset(Dataset):
                  training: bool, cfg: ActionListConfig) -> None:
         self.rows, self.split, self.cfg = rows, split, cfg
         self.num_frames, self.image_size, self.training = num_frames, image_size, training
-        self.views = [(c, k) for c in range(cfg.test_num_segment) for k in range(cfg.test_num_crop)] if split == "test" else [(0, 0)]
+        grid = [(c, k) for c in range(cfg.test_num_segment) for k in range(cfg.test_num_crop)]
+        self.views = grid if split == "test" else [(0, 0)]  # (temporal view, crop) per item block
 
     def __len__(self) -> int:
         return len(self.rows) * len(self.views)
