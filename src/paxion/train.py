@@ -25,8 +25,10 @@ from paxion.config import ConfigError, load_config, parse_cli, prepare_output_di
 from paxion.data.annotations import AnnotationError
 from paxion.data.video import VideoDecodeError
 from paxion.logger import logging_configured, setup_logging
+from paxion.modules.llama_weights import LLaMAWeightsError
 from paxion.registry import RegistryError, registry
 from paxion.run_guards import NonFiniteLossError, TrainingInterrupted
+from paxion.tasks.protocol import MissingCapability
 from paxion.runner import Runner, log_trainable_parameters
 
 logger = logging.getLogger(__name__)
@@ -39,6 +41,8 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     AnnotationError,
     VideoDecodeError,
     NonFiniteLossError,
+    MissingCapability,
+    LLaMAWeightsError,
     FileNotFoundError,
 )
 # OSErrors reported like user errors: disk full, quota, read-only file system, permission denied
