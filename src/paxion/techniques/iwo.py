@@ -60,7 +60,8 @@ class InterpolatedWeightOptimization(Technique):
             finally:
                 restore_(unwrap(model), saved)
             loss, logs = step(model, batch)
-            logs = {**logs, "iwo_loss": interpolated_loss.detach(), "iwo_alpha": torch.tensor(alpha)}
+            alpha_log = torch.tensor(alpha, device=loss.device)  # logs are reduced across ranks on the device
+            logs = {**logs, "iwo_loss": interpolated_loss.detach(), "iwo_alpha": alpha_log}
             return loss, logs
 
         return iwo_step
