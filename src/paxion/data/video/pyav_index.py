@@ -19,6 +19,8 @@ from typing import Optional
 
 import numpy as np
 
+AVINDEX_KEYFRAME, AVINDEX_DISCARD_FRAME = 0x1, 0x2  # FFmpeg's AVIndexEntry flags
+
 
 @dataclass(frozen=True)
 class FrameIndex:
@@ -75,9 +77,9 @@ def index_from_container(stream) -> Optional[FrameIndex]:
     n = len(entries)
     if n == 0 or n != int(stream.frames):
         return None
-    dts = np.fromiter((e.timestamp for e in entries), np.int64, n)
-    key = np.fromiter((e.is_keyframe for e in entries), bool, n)
-    if any(e.is_discard for e in entries) or np.any(np.diff(dts) <= 0):
+    rows = np.array([(e.timestamp, e.flags) for e in entries], dtype=np.int64)  # (N, 2), one pass
+    dts, key = rows[:, 0], (rows[:, 1] & AVINDEX_KEYFRAME) != 0
+    if np.any(rows[:, 1] & AVINDEX_DISCARD_FRAME) or np.any(np.diff(dts) <= 0):
         return None
     starts = np.union1d([0], np.flatnonzero(key))  # (K,)
     # mp4 seeks by presentation time: aim just before the next keyframe's decoding time (after this
