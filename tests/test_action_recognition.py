@@ -61,6 +61,28 @@ def test_merge_of_planted_views_gives_hand_computed_top1_top5() -> None:
     assert topk_correct(merged[1:], torch.tensor([6]), 1).tolist() == [True]
 
 
+def test_task_metrics_single_view_and_merged(tmp_path: Path) -> None:
+    from paxion.config import load_config
+    from paxion.tasks.action_recognition import ActionRecognitionTask
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs/train/synthaction_actions/vit_mini.yaml",
+                      [f"run.output_dir={tmp_path}"])
+    task = ActionRecognitionTask(cfg)
+    clip0 = [[.40, .30, .10, .10, .05, .03, .02]] * 3 + [[.10, .50, .20, .10, .05, .03, .02]] * 3
+    clip1 = [[.04, .05, .03, .06, .10, .30, .42]] * 6  # label 2 is the least likely class: wrong at top-5
+    outputs = {"idx": torch.arange(12), "logits": torch.tensor(clip0 + clip1).log(),
+               "label": torch.tensor([1] * 6 + [2] * 6), "video_index": torch.tensor([0] * 6 + [1] * 6),
+               "view": torch.tensor([[v // 3, v % 3] for v in range(6)] * 2)}
+    metrics = task.compute_metrics(outputs, "test", tmp_path)
+    assert metrics["acc1"] == pytest.approx(100 * 3 / 12) and metrics["acc5"] == pytest.approx(50.0)
+    assert metrics["final_top1"] == pytest.approx(50.0) and metrics["final_top5"] == pytest.approx(50.0)
+    assert metrics["agg_metrics"] == metrics["final_top1"] and metrics["num_videos"] == 2
+    single = {k: v[[0, 6]] for k, v in outputs.items()}
+    single["view"] = torch.zeros(2, 2, dtype=torch.long)
+    metrics = task.compute_metrics(single, "val", tmp_path)
+    assert "final_top1" not in metrics and metrics["acc1"] == 0.0 and metrics["agg_metrics"] == 0.0
+
+
 # ---------------------------------------------------------------------------------------- recipe pieces
 
 
