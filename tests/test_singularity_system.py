@@ -75,7 +75,8 @@ def test_itm_batch_without_negatives_is_a_clear_error() -> None:
 
 def test_itm_loss_labels() -> None:
     logits = torch.tensor([[0.0, 2.0], [1.0, 0.0], [0.0, 3.0]])  # N = 1: pos, neg, neg
-    expected = (F.cross_entropy(logits[:1], torch.tensor([1])) * 1 + F.cross_entropy(logits[1:], torch.tensor([0, 0])) * 2) / 3
+    positive = F.cross_entropy(logits[:1], torch.tensor([1]))
+    expected = (positive + F.cross_entropy(logits[1:], torch.tensor([0, 0])) * 2) / 3
     assert obj.itm_loss(logits).item() == pytest.approx(expected.item(), abs=1e-6)
 
 
@@ -130,7 +131,8 @@ def test_retrieval_forward_trains_all_objectives() -> None:
     assert set(out) == {"loss", "loss_itc", "loss_itm", "loss_mlm"}
     assert out["loss"].item() == pytest.approx(sum(out[k].item() for k in ("loss_itc", "loss_itm", "loss_mlm")))
     out["loss"].backward()
-    assert model.itm_head.weight.grad.abs().sum() > 0 and model.text_encoder.encoder.layer[3].crossattention.self.key.weight.grad.abs().sum() > 0
+    cross_key = model.text_encoder.encoder.layer[3].crossattention.self.key.weight
+    assert model.itm_head.weight.grad.abs().sum() > 0 and cross_key.grad.abs().sum() > 0
     # the MLM decoder is tied to the word embeddings, as the original
     assert model.mlm_head.predictions.decoder.weight is model.text_encoder.embeddings.word_embeddings.weight
 
@@ -268,7 +270,8 @@ def test_qa_training_loss_weights_answers() -> None:
     expected = (2 / 3 * nll["left"] + 1 / 3 * nll["right"] + nll["red"]) / 2
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     weighted = model({**batch, "answer_input": [["left", "right"], ["red"]], "answer_weights": [[0.5, 0.5], [1.0]]})
-    assert weighted["loss"].item() == pytest.approx(((nll["left"] + nll["right"]) / 2 + nll["red"]).item() / 2, rel=1e-5)
+    expected = ((nll["left"] + nll["right"]) / 2 + nll["red"]) / 2
+    assert weighted["loss"].item() == pytest.approx(expected.item(), rel=1e-5)
 
 
 def test_rank_answers_stays_finite_when_first_token_probabilities_underflow() -> None:

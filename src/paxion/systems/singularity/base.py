@@ -22,7 +22,7 @@ from paxion.backbones.base import Preprocess
 from paxion.backbones.singularity.beit import BeitModel
 from paxion.backbones.singularity.bert import BertEncoder, BertTextEncoder
 from paxion.backbones.singularity.model import SingularityConfig, temporal_embedding_rows
-from paxion.backbones.singularity.tokenizer import CLS_ID, PAD_ID, SEP_ID, WordPieceTokenizer
+from paxion.backbones.singularity.tokenizer import PAD_ID, SEP_ID, WordPieceTokenizer
 from paxion.systems.singularity.config import SingularityVideoConfig
 
 BEIT_MEAN = (0.5, 0.5, 0.5)  # BEiT (pt22k-ft22k) normalisation, as the original's transforms
@@ -192,5 +192,3 @@ class SingularityVideoText(nn.Module):
         """
         return self.text_encoder.fuse(hidden, mask, video_tokens, start=self.widths.fusion_layer)
 
-
-__all__ = ["CLS_ID", "SingularityVideoText", "build_text_encoder", "fit_tokens"]

@@ -176,7 +176,8 @@ def load_checkpoint(model: nn.Module, path: str) -> LoadReport:
     fresh = [k for k in missing if k.startswith("temporal_vision_encoder.") and container.kind != "ours"]
     if len(fresh) != len(missing):
         first = next(k for k in missing if k not in fresh)
-        raise CheckpointError(f"{path}: missing key '{first}' ({len(missing) - len(fresh)} model tensors not in the file)")
+        count = len(missing) - len(fresh)
+        raise CheckpointError(f"{path}: missing key '{first}' ({count} model tensors not in the file)")
     if fresh:  # a 1-frame checkpoint starting a temporal model: the temporal encoder keeps its random init
         notes.append(f"temporal encoder not in the file: {len(fresh)} tensors keep their initialisation")
         logger.warning("%s: 1-frame checkpoint, the temporal encoder starts from its random initialisation", path)
@@ -185,7 +186,9 @@ def load_checkpoint(model: nn.Module, path: str) -> LoadReport:
     if on_meta:  # assign=True replaced the tied tensors one by one: tie them again; rebuild derived buffers
         _retie(model)
         model.reset_pixel_buffers()
-    return LoadReport(path=str(path), loaded=sorted(state), missing=sorted(fresh), unexpected=sorted(ignored), notes=notes)
+    return LoadReport(
+        path=str(path), loaded=sorted(state), missing=sorted(fresh), unexpected=sorted(ignored), notes=notes
+    )
 
 
 def _retie(model: nn.Module) -> None:

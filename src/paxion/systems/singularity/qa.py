@@ -69,7 +69,9 @@ class SingularityQA(SingularityVideoText):
         """answers -> ``[CLS] answer [SEP] [SEP]`` ids / mask (N, max_a_len) (``eos`` appended, as the original)."""
         return self.tokenize([f"{a} {self.cfg.eos}" for a in answers], self.cfg.max_a_len)
 
-    def decode(self, ids: torch.Tensor, mask: torch.Tensor, states: torch.Tensor, states_mask: torch.Tensor) -> torch.Tensor:
+    def decode(
+        self, ids: torch.Tensor, mask: torch.Tensor, states: torch.Tensor, states_mask: torch.Tensor
+    ) -> torch.Tensor:
         """answer ids (N, La) given question states (N, Lq, D) -> vocabulary logits (N, La, V)."""
         return self.text_decoder(ids, mask, states, states_mask)
 
