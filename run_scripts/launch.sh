@@ -4,6 +4,8 @@
 # ENTRY is train or evaluate. CONFIG comes from $CONFIG, else a first argument ending in .yaml,
 # else DEFAULT_CONFIG. NGPU defaults to the visible GPUs (1 without any). NNODES>1 with MASTER_ADDR
 # (and optionally MASTER_PORT, RDZV_ID) launches one node of a multi-node run through rendezvous.
+# torchrun passes SIGTERM/SIGINT on to the training processes, which save latest.pth at the next step
+# and stop (resume with run.resume=auto); torchrun then exits with status 1 after reporting the signal.
 set -euo pipefail
 
 ROOT="${PAXION_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
