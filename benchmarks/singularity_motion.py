@@ -7,7 +7,8 @@ the paper's temporal finding; the numbers are whatever the run measures.
 
 Trains ``configs/train/synthaction/singularity_ret.yaml`` (1 frame in training, 4 concatenated at test)
 and ``singularity_temporal_ret.yaml`` (4 frames, temporal embedding + temporal encoder) with the same
-data, schedule and seed, then prints one table of the test split's re-ranked and ITC-only recalls.
+data, schedule and seed, then prints one table of the test split's ITC-only (``test_emb/``) and ITM
+re-ranked (``test/``) recalls.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from paxion.train import main as train
 REPO = Path(__file__).resolve().parents[1]
 RUNS = (("1-frame (train 1 / test 4, concat)", "singularity_ret.yaml"),
         ("temporal (train 4 / test 4)", "singularity_temporal_ret.yaml"))
-COLUMNS = ("test/img_r1", "test/img_r5", "test/txt_r1", "test/txt_r5", "test/r_mean", "test_emb/r_mean")
+COLUMNS = ("test_emb/img_r1", "test_emb/txt_r1", "test_emb/r_mean", "test/img_r1", "test/txt_r1", "test/r_mean")
 
 
 def parse_args() -> argparse.Namespace:
