@@ -183,3 +183,44 @@ def test_singularity_config_builds_its_task_and_a_tiny_model(path: str) -> None:
     assert model.cfg.arch == cfg.model.arch and model.num_frames_test == cfg.model.num_frames_test
     builder = registry.get("dataset", task.dataset_name())
     assert set(cfg.run.test_splits + cfg.run.valid_splits) <= set(builder(cfg.datasets[task.dataset_name()]).splits)
+
+
+def test_tiny_singularity_qa_and_mc_through_the_tasks(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from paxion.systems.singularity.config import SingularityQAConfig
+    from paxion.tasks.mcqa import MultiChoiceQATask
+    from paxion.tasks.qa import AnswerRankingQATask
+
+    def make(cls, **task):  # noqa: ANN001, ANN202
+        cfg = OmegaConf.create({"task": OmegaConf.structured(cls.Config(**task)), "datasets": {"x": {}},
+                                "run": {"train_splits": [], "evaluate": True}})
+        return cls(cfg)
+
+    torch.manual_seed(0)
+    qa_model = registry.get("model", "singularity_qa")(SingularityQAConfig(size="tiny", num_frames_test=2)).eval()
+    video = torch.randint(0, 255, (3, 2, 3, 32, 32), dtype=torch.uint8)
+    qa = make(AnswerRankingQATask, k_test=2)
+    answers = ["left", "right", "up"]
+    qa.datasets["test"] = SimpleNamespace(answer_list=answers)
+    out = qa.eval_step(qa_model, {"video_input": video, "idx": torch.arange(3), "answer_text": ["left", "up", "x"],
+                                  "question_input": ["which way does it move"] * 3,
+                                  "question_type": ["direction"] * 3})
+    with torch.no_grad():
+        state = qa_model.encode_video_for_retrieval(video)
+        expected = qa_model.rank_answers(state, ["which way does it move"] * 3, answers, 2).argmax(-1)
+    assert torch.equal(out["pred"], expected)
+    metrics = qa.compute_metrics(out, "test", tmp_path)
+    correct = [answers[p] == a for p, a in zip(expected.tolist(), ["left", "up", "x"])]
+    assert metrics["overall"] == round(100 * sum(correct) / 3, 2) == metrics["direction"]
+
+    model = _tiny_retrieval(num_frames=1, num_frames_test=2)
+    mc = make(MultiChoiceQATask, metric_format="singularity")
+    cands = [["a red circle", "a blue square", "up"], ["x", "y", "z"], ["left", "right", "down"]]
+    out = mc.eval_step(model, {"video_input": video, "idx": torch.arange(3), "candidates": cands,
+                               "answer": torch.tensor([0, 1, 2])})
+    with torch.no_grad():
+        direct = model.score_candidates(model.encode_video_for_retrieval(video), cands)  # (3, 3)
+    assert torch.equal(out["pred"], direct.argmax(-1))
