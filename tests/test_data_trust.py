@@ -110,6 +110,17 @@ def test_no_video_at_all_fails_at_build_naming_folder_and_override(synth, tmp_pa
     assert "datasets.actionbench_ssv2.videos=" in message
 
 
+def test_empty_data_root_fails_at_build_naming_folder_and_override(tmp_path):
+    from paxion.data.base import DataNotFoundError
+
+    cls = registry.get("dataset", "actionbench_ssv2")
+    cfg = load_config(CONFIGS / "eval/actionbench/synthaction/patcher.yaml", [f"paths.data_root={tmp_path}"])
+    with pytest.raises(DataNotFoundError) as err:
+        cls(cfg.datasets.actionbench_ssv2).build("val", num_frames=4, image_size=32, training=False)
+    assert str(tmp_path / ANN) in str(err.value) and "paths.data_root=" in str(err.value)
+    assert "datasets.actionbench_ssv2.ann_root=" in str(err.value)
+
+
 def test_no_video_at_all_is_one_line_at_the_command_line(synth, tmp_path, capsys):
     from paxion.train import run_cli
 

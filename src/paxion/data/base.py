@@ -206,8 +206,13 @@ def check_source_clips(dataset: VideoDataset) -> list[str]:
     return found
 
 
-class VideosNotFoundError(AnnotationError):
-    """None of a split's videos exist: the video folder (or ``paths.data_root``) points at the wrong place."""
+class DataNotFoundError(AnnotationError):
+    """The annotation or video folder of a split is not there: ``paths.data_root`` (or the dataset's own
+    folder key) points at the wrong place. The message names the folder and the override that sets it."""
+
+
+class VideosNotFoundError(DataNotFoundError):
+    """None of a split's videos exist."""
 
 
 def drop_missing(records: list[dict[str, Any]], strict: bool, where: str) -> tuple[list[dict[str, Any]], list[str]]:
@@ -252,6 +257,7 @@ class DatasetBuilder:
     def build(self, split: str, *, num_frames: int, image_size: int, training: bool) -> VideoDataset:
         if split not in self.splits:
             raise ValueError(f"dataset '{self.name}' has no split '{split}'; valid: {list(self.splits)}")
+        self._check_annotation_folder(split)
         loaded = self.load(split)
         if loaded.missing_videos and not loaded.records:
             raise self._no_videos_error(split, loaded.missing_videos)
@@ -270,6 +276,15 @@ class DatasetBuilder:
         )
         check_source_clips(dataset)
         return dataset
+
+    def _check_annotation_folder(self, split: str) -> None:
+        for key in ("ann_root", "ann_dir"):
+            folder = getattr(self.cfg, key, None)
+            if isinstance(folder, str) and folder and not Path(folder).is_dir():
+                raise DataNotFoundError(
+                    f"{self.name}/{split}: annotation folder {folder} does not exist. Point paths.data_root=<folder> "
+                    f"at your data (layouts in dataset_cards/), or set datasets.{self.name}.{key}=<folder>"
+                )
 
     def _no_videos_error(self, split: str, missing: list[str]) -> VideosNotFoundError:
         folder = getattr(self.cfg, "videos", None) or str(Path(missing[0]).parent)
