@@ -260,3 +260,23 @@ def test_one_tiny_epoch_end_to_end(synth_lists: Path, tmp_path: Path) -> None:
     assert test["num_videos"] == 3 and test["num_samples"] == 18 and 0 <= test["final_top1"] <= 100
     saved = torch.load(out / "latest.pth", weights_only=True)["model"]
     assert any(k.startswith("llm_block.llm.layers.0.") for k in saved)  # frozen block in the checkpoint
+
+
+@pytest.mark.parametrize("name,dim,llama,decay", [
+    ("videomae_vit_s", 384, False, 0.7), ("videomae_vit_s_llama", 384, True, 0.7),
+    ("videomae_vit_b", 768, False, 0.75), ("videomae_vit_b_llama", 768, True, 0.75),
+])
+def test_ssv2_configs_build_full_size_on_meta(name: str, dim: int, llama: bool, decay: float) -> None:
+    from paxion.config import load_config, section
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / f"configs/train/ssv2/{name}.yaml",
+                      ["model.pretrained=null", "model.llm_block.weights=null"])
+    with torch.device("meta"):
+        model = VideoMAEClassifier(section(cfg, "model"))
+    vit = 3 * 2 * 16 * 16 * dim + dim + 12 * (12 * dim * dim + 12 * dim) + 2 * dim + 174 * dim + 174
+    llama_layer = 4 * 4096**2 + 3 * 4096 * 11008 + 2 * 4096
+    counts = model.parameter_counts()
+    assert counts["trainable"] == vit + (2 * dim * 4096 if llama else 0)
+    assert counts["frozen"] == (llama_layer + 4096 if llama else 0)
+    assert model.cfg.layer_decay == decay and (model.insert_after == 11 if llama else model.llm_block is None)
+    assert cfg.run.save_full_model == llama

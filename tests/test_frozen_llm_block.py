@@ -272,3 +272,10 @@ def fake_batch_for(frames: int, image: int) -> dict:
     from paxion_fakes import fake_batch
 
     return fake_batch(4, frames, image)
+
+
+def test_hf_pytorch_bin_folder(tmp_path: Path) -> None:
+    meta = _llama_state(seed=6)
+    torch.save(_to_hf(meta), tmp_path / "pytorch_model.bin")
+    got = read_llama_layers(tmp_path, [0], n_heads=HEADS)
+    assert all(torch.equal(got[k], v) for k, v in _expected(meta, [0]).items())
