@@ -125,7 +125,7 @@ class VideoMAEClassifier(nn.Module):
         return self.logits(self.normalize_video(video))
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """Soft-target CE; in training mode with random erasing and mixup / cutmix as configured."""
+        """Soft-target CE; in training mode with random erasing, label smoothing and mixup / cutmix as configured."""
         cfg = self.cfg
         video = self.normalize_video(batch["video_input"])
         labels = batch["label"].to(video.device)
@@ -135,8 +135,8 @@ class VideoMAEClassifier(nn.Module):
                 video, targets, _ = objectives.mix_batch(video, labels, cfg.num_classes, cfg.label_smoothing, cfg.mixup)
             else:
                 targets = objectives.smooth_one_hot(labels, cfg.num_classes, cfg.label_smoothing)
-        else:
-            targets = objectives.smooth_one_hot(labels, cfg.num_classes, cfg.label_smoothing)
+        else:  # validation loss: plain cross entropy, as the original's validation criterion
+            targets = objectives.smooth_one_hot(labels, cfg.num_classes, 0.0)
         logits = self.logits(video)
         loss = objectives.soft_target_cross_entropy(logits, targets)
         return {"loss": loss, "ce": loss.detach()}
