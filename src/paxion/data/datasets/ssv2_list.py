@@ -53,6 +53,9 @@ def read_list(path: Path, num_classes: int) -> list[tuple[str, int]]:
 
 @dataclass
 class ActionListConfig(VideoDataConfig):
+    """Of the shared video options only ``decoder``, ``strict``, ``max_replacements`` and ``max_samples``
+    apply here; frames and crops follow the rules of :mod:`paxion.data.action_clips`."""
+
     ann_root: str = "${paths.data_root}/SSv2/videomae_lists"  # train.csv / val.csv / test.csv
     videos: str = "${paths.data_root}/SSv2/videos"  # the list paths are relative to this folder
     num_classes: int = 174
