@@ -224,3 +224,19 @@ def test_tiny_singularity_qa_and_mc_through_the_tasks(tmp_path: Path) -> None:
     with torch.no_grad():
         direct = model.score_candidates(model.encode_video_for_retrieval(video), cands)  # (3, 3)
     assert torch.equal(out["pred"], direct.argmax(-1))
+
+
+def test_segments_sampling_is_singularitys_rand_and_middle(synth: Path) -> None:
+    from paxion.data.video import load_clip
+    from paxion.data.video.sampling import sample_indices
+
+    assert sample_indices(0, 15, 4, "segments").tolist() == [1, 5, 9, 13]  # middle of [0,3], [4,7], ...
+    assert sample_indices(0, 1, 4, "segments").tolist() == [0, 1, 1, 1]  # short clip: padded with the last
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(50):  # rand: within each segment, never its last frame
+        picked = sample_indices(0, 15, 4, "segments", training=True, generator=gen)
+        assert all(4 * i <= int(p) <= 4 * i + 2 for i, p in enumerate(picked))
+    fallback = sample_indices(0, 4, 4, "segments", training=True, generator=gen)  # a 1-frame segment exists
+    assert fallback.tolist() == sorted(set(fallback.tolist())) and len(fallback) == 4
+    _, indices = load_clip(synth / VIDEOS / "1.mp4", 4, strategy="segments")  # 8 frames, frame 0 included
+    assert indices.tolist() == [0, 2, 4, 6]

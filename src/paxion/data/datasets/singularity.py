@@ -58,7 +58,7 @@ class SingularityDataConfig(VideoDataConfig):
     train_file: Optional[str] = None  # annotation file of each split under ann_root; None: no such split
     val_file: Optional[str] = None
     test_file: Optional[str] = None
-    frame_sampling: str = "random"  # train: a random frame per segment ("rand"); eval: segment middles
+    frame_sampling: str = "segments"  # Singularity's "rand" (training) / "middle" (evaluation), padded
     text_processor: str = "singularity_text"
     color_jitter: bool = False  # the original's video transforms have no colour jitter
 

@@ -106,6 +106,8 @@ def load_clip(
             if not rate or math.isnan(rate):
                 raise VideoDecodeError(f"{path}: a segment needs an fps and the file reports none")
             start, end = segment_bounds(segment[0], segment[1], rate, reader.num_frames)
+        elif strategy == "segments":  # Singularity samples from every frame, frame 0 included
+            start, end = 0, max(reader.num_frames - 1, 0)
         else:
             start, end = whole_clip_bounds(reader.num_frames)
         indices = sample_indices(start, end, num_frames, strategy, training, generator)

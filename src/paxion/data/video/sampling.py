@@ -15,7 +15,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-SAMPLING_STRATEGIES = ("uniform", "random", "jitter", "single")
+SAMPLING_STRATEGIES = ("uniform", "random", "jitter", "single", "segments")
 
 
 def uniform_indices(start: int, end: int, num_frames: int) -> torch.Tensor:
@@ -55,12 +55,15 @@ def sample_indices(
     jitter:  train: the uniform grid shifted by one random offset below its step (equal spacing kept,
              so apparent speed is unchanged); eval: uniform.
     single:  train: one random frame (Singularity-style single-frame training); eval: segment middles.
+    segments: Singularity's ``rand`` (train) / ``middle`` (eval), see :func:`segments_indices`.
     """
     if strategy not in SAMPLING_STRATEGIES:
         raise ValueError(f"unknown frame sampling strategy '{strategy}'; valid: {list(SAMPLING_STRATEGIES)}")
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
     end = max(end, start)
+    if strategy == "segments":
+        return segments_indices(start, end, num_frames, training, generator)
     if strategy == "uniform" or (strategy == "jitter" and not training):
         return uniform_indices(start, end, num_frames)
     span = end - start + 1
@@ -77,3 +80,27 @@ def sample_indices(
     else:
         pos = (edges[:-1] + edges[1:]) / 2
     return pos.floor().long().clamp(start, end)
+
+
+def segments_indices(
+    start: int, end: int, num_frames: int, training: bool, generator: Optional[torch.Generator] = None
+) -> torch.Tensor:
+    """Singularity's frame choice over frames [start, end] (n of them). -> (T,) int64.
+
+    ``k = min(T, n)`` segments with edges ``int(linspace(0, n, k + 1))``. Training ("rand"): a random frame
+    in [edge_i, edge_{i+1} - 2] of each segment (the original's range leaves out a segment's last frame);
+    when a segment is a single frame, ``k`` distinct random frames in order instead. Evaluation
+    ("middle"): ``(edge_i + edge_{i+1} - 1) // 2``. Clips shorter than T are padded with the last index.
+    """
+    n = end - start + 1
+    k = min(num_frames, n)
+    edges = torch.from_numpy(np.linspace(0, n, num=k + 1).astype(np.int64))  # (k+1,)
+    low, high = edges[:-1], edges[1:] - 1  # (k,) the original's (start, end) of each segment
+    if not training:
+        picked = (low + high) // 2
+    elif bool((high > low).all()):
+        picked = low + (torch.rand(k, generator=generator, dtype=torch.float64) * (high - low)).long()
+    else:
+        picked = torch.randperm(n, generator=generator)[:k].sort().values
+    picked = picked + start
+    return torch.cat([picked, picked[-1:].expand(num_frames - k)])
