@@ -81,7 +81,8 @@ def test_singularity_reranked_metrics_exact(tmp_path: Path) -> None:
     rt, out = _retrieval(PlantedModel(ITC, ITM), [0, 1, 2, 3], metric_format="singularity", k_test=2)
     assert set(out) == {"idx", "text_idx", "video", "video.row"}
     m = rt.compute_metrics(out, "test", tmp_path)
-    # ITC ranks: v2t [0, 2, 1, 3], t2v [0, 1, 3, 1]; re-ranked (top 2 by ITC, rest -100): v2t [1, 3, 0, 3], t2v [0, 0, 3, 1]
+    # ITC ranks: v2t [0, 2, 1, 3], t2v [0, 1, 3, 1]
+    # re-ranked (top 2 by ITC, rest -100): v2t [1, 3, 0, 3], t2v [0, 0, 3, 1]
     assert m["test_emb/txt_r1"] == 25.0 and m["test_emb/img_r1"] == 25.0
     assert m["test_emb/txt_r5"] == m["test_emb/img_r10"] == 100.0
     assert m["test_emb/r_mean"] == 75.0

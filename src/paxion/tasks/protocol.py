@@ -92,7 +92,9 @@ class Classifier(Protocol):
 
 
 class AnswerRanker(Protocol):
-    def rank_answers(self, video_state: State, questions: list[str], answer_list: list[str], k: int) -> torch.Tensor: ...
+    def rank_answers(
+        self, video_state: State, questions: list[str], answer_list: list[str], k: int
+    ) -> torch.Tensor: ...
 
 
 class AnswerClassifier(Protocol):

@@ -110,7 +110,9 @@ class RetrievalTask(ModelTask):
         latents = video["embed"].shape[1] if video["embed"].dim() == 3 else 1
         return max(1, self.task_cfg.score_budget // (num_candidates * latents))
 
-    def blockwise_ranks(self, view: Any, video: State, text: State, pairs: torch.Tensor, direction: str) -> torch.Tensor:
+    def blockwise_ranks(
+        self, view: Any, video: State, text: State, pairs: torch.Tensor, direction: str
+    ) -> torch.Tensor:
         """Ranks computed a block of query rows at a time (dual encoder); t2v: captions with a video only."""
         num_videos, num_texts = video["embed"].shape[0], text["embed"].shape[0]
         rows_fn = self._rows_fn(view, video, text, direction)
@@ -182,7 +184,8 @@ class RetrievalTask(ModelTask):
         gt = torch.zeros(sim.shape, dtype=torch.bool)
         gt[pairs[:, 0], pairs[:, 1]] = True
         with_video = gt.any(dim=0)  # t2v rows with a ground truth
-        ranks = {"v2t_emb": first_hit_ranks(sim, gt), "t2v_emb": first_hit_ranks(sim.t()[with_video], gt.t()[with_video])}
+        ranks = {"v2t_emb": first_hit_ranks(sim, gt),
+                 "t2v_emb": first_hit_ranks(sim.t()[with_video], gt.t()[with_video])}
         if reranked:
             v2t = self.rerank(view, sim, video, text, "v2t")
             t2v = self.rerank(view, sim.t().contiguous(), text, video, "t2v")
