@@ -253,12 +253,14 @@ def test_generator_rewrites_a_folder_it_made(tmp_path):
     assert json.loads((tmp_path / "mine" / MARKER).read_text())["config"]["seed"] == 1
 
 
-def test_quickstart_data_only_refuses_user_data(tmp_path):
+def test_quickstart_data_only_refuses_user_data(tmp_path, caplog):
     user_file = _user_annotations(tmp_path / "real")
     before = user_file.read_text()
     with pytest.raises(SystemExit) as exit_info:
-        quickstart.main(["--data-only", f"paths.data_root={tmp_path / 'real'}"])
-    assert exit_info.value.code != 0 and "train.json" in str(exit_info.value.code)
+        quickstart.cli(["--data-only", f"paths.data_root={tmp_path / 'real'}"])
+    assert exit_info.value.code == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].startswith("error: ") and "train.json" in errors[0]
     assert user_file.read_text() == before
 
 

@@ -19,7 +19,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -153,10 +152,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     setup_logging(None, 0)
     torch.set_num_threads(1)  # a tiny model: extra threads cost more in synchronisation than they give (measured 5x)
-    try:
-        summary = run(args.output, args.overrides, args.eval_only, args.data_only)
-    except OverwriteError as exc:
-        sys.exit(f"error: {exc}")
+    summary = run(args.output, args.overrides, args.eval_only, args.data_only)
     if summary["rows"]:
         clips = next(iter(summary["rows"].values()))["num_samples"]
         print(f"\nActionBench on SynthAction val ({clips} clips, accuracy %, chance 50):")
@@ -166,5 +162,12 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     return summary
 
 
+def cli(argv: Optional[Sequence[str]] = None) -> None:
+    """Command line: user errors (a diverged loss, a refused overwrite, a bad value) end in one line, exit 1."""
+    from paxion.train import run_cli
+
+    run_cli(main, argv)
+
+
 if __name__ == "__main__":
-    main()
+    cli()

@@ -23,6 +23,7 @@ from paxion import dist
 from paxion.backbones.base import CheckpointError
 from paxion.config import ConfigError, load_config, parse_cli, prepare_output_dir
 from paxion.data.annotations import AnnotationError
+from paxion.data.synthetic.generate import OverwriteError
 from paxion.data.video import VideoDecodeError
 from paxion.logger import logging_configured, setup_logging
 from paxion.modules.llama_weights import LLaMAWeightsError
@@ -43,6 +44,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     NonFiniteLossError,
     MissingCapability,
     LLaMAWeightsError,
+    OverwriteError,
     FileNotFoundError,
 )
 # OSErrors reported like user errors: disk full, quota, read-only file system, permission denied
