@@ -21,7 +21,7 @@ def _check_backbone(metrics):
     assert metrics["video_reversal_accuracy"] <= 0.60
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # 4 training epochs: minutes
 def test_patcher_learns_actions_the_backbone_lacks(roots):
     paths, root = roots
     summary = quickstart.run(root / "train", [*paths, f"run.max_epoch={EPOCHS}"])
@@ -33,6 +33,7 @@ def test_patcher_learns_actions_the_backbone_lacks(roots):
     assert (root / "train" / "summary.json").is_file()
 
 
+@pytest.mark.slow  # writes the full 2,250-clip SynthAction: ~20 CPU seconds
 def test_shipped_patcher_knows_actions(roots):
     paths, root = roots
     summary = quickstart.run(root / "shipped", paths, eval_only=True)
