@@ -238,3 +238,24 @@ def test_relative_position_tables_resample_for_a_larger_image(tmp_path: Path) ->
     assert table.shape == (5 * 5 + 3, 4)
     video = torch.randint(0, 256, (1, 2, 3, 48, 48), dtype=torch.uint8)
     assert torch.isfinite(model.eval().encode_video_for_retrieval(video)["embed"]).all()
+
+
+def test_finetuned_qa_container_round_trip(tmp_path: Path) -> None:
+    torch.manual_seed(8)
+    source = SingularityQA(SingularityQAConfig(size="tiny")).eval()
+    with torch.no_grad():
+        for p in source.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    state = dict(source.state_dict())
+    state["text_decoder.bert.embeddings.position_ids"] = torch.arange(64)[None]  # the original's buffers
+    state["text_encoder.embeddings.position_ids"] = torch.arange(64)[None]
+    path = save(tmp_path / "ckpt_best.pth", state, official_config(False))
+    model = SingularityQA(SingularityQAConfig(size="tiny", pretrained=path)).eval()
+    video = torch.randint(0, 256, (2, 1, 3, 32, 32), dtype=torch.uint8)
+    answers, questions = ["left", "right", "up"], ["which way?", "what is it?"]
+    expected = source.rank_answers(source.encode_video_for_retrieval(video), questions, answers, 2)
+    assert torch.equal(model.rank_answers(model.encode_video_for_retrieval(video), questions, answers, 2), expected)
+    with pytest.raises(CheckpointError, match=r"ret\.pth: unexpected key"):  # a retrieval file: not a QA model's
+        SingularityQA(SingularityQAConfig(size="tiny", pretrained=save(
+            tmp_path / "ret.pth", SingularityRetrieval(SingularityRetrievalConfig(size="tiny")).state_dict(),
+            official_config(False))))

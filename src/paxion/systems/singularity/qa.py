@@ -121,13 +121,16 @@ class SingularityQA(SingularityVideoText):
         answer_ids, answer_mask = self.answer_tokens(answer_list)  # (A, La)
         start = torch.full((states.shape[0], 1), CLS_ID, dtype=torch.long, device=self.device)
         first = self.decode(start, torch.ones_like(start), states, states_mask)[:, 0]  # (C*B, V)
-        # log-softmax rather than log(softmax): equal where the probability is representable, finite where
-        # it underflows (the original's log(0) = -inf made every score of that question NaN)
-        first_logp = rearrange(F.log_softmax(first.float(), dim=-1), "(c b) v -> c b v", c=num_clips)
+        first = rearrange(first.float(), "(c b) v -> c b v", c=num_clips)
+        probs, logp = F.softmax(first, dim=-1), F.log_softmax(first, dim=-1)
         late = self.cfg.frame_ensemble != "concat"
-        if late:  # the original ensembles the probabilities, then applies a softmax once more
-            first_logp = F.log_softmax(obj.ensemble(first_logp.exp(), self.cfg.frame_ensemble), dim=-1)[None]
-        top_logp, top_ids = first_logp[0].index_select(1, answer_ids[:, 1]).topk(k, dim=1)  # (B, k)
+        if late:  # the original ensembles the probabilities, then applies a softmax once more (never 0)
+            probs = F.softmax(obj.ensemble(probs, self.cfg.frame_ensemble), dim=-1)[None]
+            logp = probs.log()
+        # top k chosen on the probabilities, as the original (log space would blur near-ties); their log
+        # taken as a log-softmax: finite where a probability underflows (the original's log(0) gave NaN)
+        top_ids = probs[0].index_select(1, answer_ids[:, 1]).topk(k, dim=1).indices  # (B, k)
+        top_logp = logp[0].index_select(1, answer_ids[:, 1]).gather(1, top_ids)
 
         ids = answer_ids[top_ids.flatten()]  # (B*k, La), question-major
         mask = answer_mask[top_ids.flatten()]
