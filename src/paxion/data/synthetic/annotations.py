@@ -80,6 +80,7 @@ def write_all(out: Path, specs: list[dict[str, Any]], iou: dict[int, float], cfg
     by_split: dict[str, list[dict[str, Any]]] = {"train": [], "val": [], "test": []}
     for s in specs:
         by_split[s["split"]].append(items[s["id"]])
+    frames = {s["id"]: s.get("frames", cfg.frames) for s in specs}  # the hard preset's clips vary in length
     root = out / SSV2_ANN
     _dump(root / "train.json", by_split["train"])
     _dump(root / "validation.json", by_split["val"])
@@ -87,7 +88,8 @@ def write_all(out: Path, specs: list[dict[str, Any]], iou: dict[int, float], cfg
     _dump(root / "labels.json", label_index())
     for split in ("train", "val"):
         _dump(root / f"state_change_heavy_instance_filtering_{split}.json",
-              {str(it["id"]): _saliency(it["id"], iou[it["id"]], cfg) for it in by_split[split]})
+              {str(it["id"]): _saliency(it["id"], iou[it["id"]], frames[it["id"]] / cfg.fps)
+               for it in by_split[split]})
     with (root / "test-answers.csv").open("w", newline="") as f:
         writer = csv.writer(f, delimiter=";")
         writer.writerow(["id", "template", "template_action_antonym_clip_text"])
@@ -106,8 +108,8 @@ def write_all(out: Path, specs: list[dict[str, Any]], iou: dict[int, float], cfg
     _dump(out / "synthaction_specs.json", specs)
 
 
-def _saliency(clip_id: int, iou: float, cfg: Any) -> dict[str, Any]:
+def _saliency(clip_id: int, iou: float, seconds: float) -> dict[str, Any]:
     """Same keys as the original file; the similarity is the start/end mask IoU, not BLIP cosines."""
-    return {"clip_uid": clip_id, "clip_relative_start_end": [0.0, cfg.frames / cfg.fps],
+    return {"clip_uid": clip_id, "clip_relative_start_end": [0.0, seconds],
             "start_state_2_t": None, "end_state_2_t": None, "state_2_t_sim_diff": None,
             "v_2_v_sim": iou, "if_keep": bool(iou < SALIENT_IOU)}

@@ -9,6 +9,9 @@ The output folder is laid out like ``paths.data_root``, so ``paths.data_root=<ou
     <out>/synthaction.json   generation settings and the action table; also the marker that lets a
                              later run rewrite the folder (files it did not write are never overwritten)
 
+``preset="hard"`` (``--preset hard``) writes the cluttered, variable-length clips of
+:mod:`paxion.data.synthetic.hard` in the same layout and formats.
+
 Everything is a function of the seed: clip specs are drawn in the parent process, each clip's pixels
 from a generator seeded with (seed, clip id), so the worker count never changes the output.
 """
@@ -28,6 +31,7 @@ import numpy as np
 
 from paxion.data.synthetic import annotations as ann
 from paxion.data.synthetic.annotations import SSV2_VIDEOS
+from paxion.data.synthetic.hard import HardConfig, make_hard_specs, render_hard
 from paxion.data.synthetic.scenes import ACTIONS, COLORS, SHAPES, Scene, background, render, scene_states
 
 logger = logging.getLogger(__name__)
@@ -54,6 +58,9 @@ class SynthConfig:
     distractor_prob: float = 0.25
     crf: int = 17  # x264 quality; lower = closer to the rendered pixels, larger files
     workers: int = 0  # 0: os.cpu_count()
+
+
+PRESETS = {"default": SynthConfig, "hard": HardConfig}  # --preset: the embedded default's clips, or cluttered ones
 
 
 def clip_spec(clip_id: int, split: str, action: str, rng: np.random.Generator, cfg: SynthConfig) -> dict[str, Any]:
@@ -122,7 +129,7 @@ def _work(job: tuple[list[dict[str, Any]], SynthConfig, str]) -> list[tuple[int,
     specs, cfg, video_dir = job
     out = []
     for spec in specs:
-        frames, coverage = render_spec(spec, cfg)
+        frames, coverage = render_hard(spec, cfg) if isinstance(cfg, HardConfig) else render_spec(spec, cfg)
         encode_mp4(Path(video_dir) / f"{spec['id']}.mp4", frames, cfg.fps, cfg.crf)
         out.append((spec["id"], mask_iou(coverage[0] > 0.5, coverage[-1] > 0.5)))
     return out
@@ -175,17 +182,22 @@ def _write_marker(out: Path, cfg: SynthConfig, complete: bool) -> None:
     (out / MARKER).write_text(json.dumps(meta, indent=1))
 
 
-def generate(out_dir: str | Path, seed: int = 0, **overrides: Any) -> Path:
-    """Write SynthAction under ``out_dir`` (see module doc); ``overrides`` are :class:`SynthConfig` fields.
+def generate(out_dir: str | Path, seed: int = 0, preset: str = "default", **overrides: Any) -> Path:
+    """Write SynthAction under ``out_dir`` (see module doc); ``overrides`` are fields of the preset's config
+    (:class:`SynthConfig`, or :class:`~paxion.data.synthetic.hard.HardConfig` for ``preset="hard"``).
 
     Raises :class:`OverwriteError` when ``out_dir`` holds a file it would write and is not a folder the
     generator wrote before.
     """
-    cfg = SynthConfig(seed=seed, **overrides)
+    if preset not in PRESETS:
+        raise ValueError(f"unknown SynthAction preset '{preset}' (known: {', '.join(PRESETS)})")
+    cfg = PRESETS[preset](seed=seed, **overrides)
     if cfg.frames < 2 or cfg.size < 16:
         raise ValueError(f"SynthAction needs frames >= 2 and size >= 16, got {cfg.frames}, {cfg.size}")
+    if isinstance(cfg, HardConfig) and not 2 <= cfg.min_frames <= cfg.frames:
+        raise ValueError(f"the hard preset needs 2 <= min_frames <= frames, got {cfg.min_frames}, {cfg.frames}")
     out = Path(out_dir)
-    specs = make_specs(cfg)
+    specs = make_hard_specs(cfg) if isinstance(cfg, HardConfig) else make_specs(cfg)
     check_overwrite(out, specs)
     video_dir = out / SSV2_VIDEOS
     video_dir.mkdir(parents=True, exist_ok=True)
