@@ -43,4 +43,6 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from paxion.train import run_cli  # a wrong file, key or name: one line, exit 1
+
+    run_cli(main)

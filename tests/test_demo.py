@@ -55,3 +55,14 @@ def test_inference_writes_frames_and_the_api_scores(tmp_path):
         expected = paxion.score_captions(model, video, saved["action_antonym"]["texts"])
         assert saved["action_antonym"]["patcher"] == pytest.approx(expected.patcher, abs=1e-5)
         assert saved["video_reversal"]["texts"] == ["clip", "reversed clip"]
+
+
+def test_demo_user_errors_are_one_line(capsys, monkeypatch, tmp_path):
+    missing = tmp_path / "missing.mp4"
+    for argv, named in (([f"--video={missing}", "--text=a", "--text=b"], str(missing)),
+                        (["--config=no_such_model", f"--video={missing}", "--text=a", "--text=b"], "no_such_model")):
+        monkeypatch.setattr(sys, "argv", [str(DEMO), *argv])
+        with pytest.raises(SystemExit) as exit_info:
+            runpy.run_path(str(DEMO), run_name="__main__")
+        err = capsys.readouterr().err.strip()
+        assert exit_info.value.code == 1 and len(err.splitlines()) == 1 and named in err, err

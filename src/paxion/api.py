@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from paxion.backbones.base import Preprocess
-from paxion.config import load_config, read_layers, section
+from paxion.config import ConfigError, load_config, read_layers, section
 from paxion.data.base import VideoDataConfig
 from paxion.data.transforms import video_transform
 from paxion.data.video import load_clip, resize_exact, sample_indices, whole_clip_bounds
@@ -156,22 +156,22 @@ def load_model(
     data = VideoDataConfig()
     if dataclasses.is_dataclass(name_or_config) and not isinstance(name_or_config, type):
         if overrides:
-            raise ValueError("load_model: overrides apply to config names and YAML files, not to a Config object")
+            raise ConfigError("load_model: overrides apply to config names and YAML files, not to a Config object")
         model_cfg = copy.deepcopy(name_or_config)  # the caller's object stays as it was
     elif str(name_or_config) in PRESETS:
         if overrides:
-            raise ValueError(f"load_model: preset '{name_or_config}' takes no overrides; load a config instead")
+            raise ConfigError(f"load_model: preset '{name_or_config}' takes no overrides; load a config instead")
         model_cfg = PaxionConfig(backbone=SHIPPED_BACKBONE, patcher=EMBEDDED_PATCHER,
                                  pretrained=str(asset(SHIPPED_PATCHER)))
     else:
         cfg = load_config(_config_path(str(name_or_config)), list(overrides))
         if cfg.get("model") is None:
-            raise ValueError(f"load_model: {name_or_config} has no model: section")
+            raise ConfigError(f"load_model: {name_or_config} has no model: section")
         model_cfg = section(cfg, "model")
         data = _data_options(cfg) or data
     if checkpoint is not None:
         if not hasattr(model_cfg, "pretrained"):
-            raise ValueError(f"load_model: model.arch '{model_cfg.arch}' takes no checkpoint (no model.pretrained)")
+            raise ConfigError(f"load_model: model.arch '{model_cfg.arch}' takes no checkpoint (no model.pretrained)")
         model_cfg.pretrained = str(checkpoint)
     model = registry.get("model", model_cfg.arch)(model_cfg).to(device).eval()
     pre = model_preprocess(model)
@@ -183,7 +183,7 @@ def _config_path(name: str) -> Path:
     for candidate in (Path(name), CONFIG_ROOT / f"{name}.yaml", CONFIG_ROOT / name):
         if candidate.is_file():
             return candidate
-    raise ValueError(f"load_model: '{name}' is neither a model name nor a config file; "
+    raise ConfigError(f"load_model: '{name}' is neither a model name nor a config file; "
                      f"paxion.list_models() gives the names: {list_models()[:6]} ...")
 
 
