@@ -259,3 +259,22 @@ def test_finetuned_qa_container_round_trip(tmp_path: Path) -> None:
         SingularityQA(SingularityQAConfig(size="tiny", pretrained=save(
             tmp_path / "ret.pth", SingularityRetrieval(SingularityRetrievalConfig(size="tiny")).state_dict(),
             official_config(False))))
+
+
+def test_our_trainable_only_checkpoint_loads_and_keeps_frozen_values(tmp_path: Path) -> None:
+    from paxion.checkpoint import model_state
+
+    torch.manual_seed(9)
+    source = SingularityRetrieval(SingularityRetrievalConfig(size="tiny"))
+    assert not source.temporal_embeddings.requires_grad  # unused without add_temporal_embed: frozen for DDP
+    state = model_state(source, full=False)
+    assert "temporal_embeddings" not in state and "itm_head.weight" in state
+    yaml = OmegaConf.to_yaml(OmegaConf.create({"model": {"arch": "singularity_retrieval", "add_temporal_embed": False,
+                                                         "temporal_encoder": False}}))
+    torch.save({"model": state, "config": yaml, "full_model": False}, tmp_path / "best.pth")
+    model = SingularityRetrieval(SingularityRetrievalConfig(size="tiny", pretrained=str(tmp_path / "best.pth")))
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
+    del state["itm_head.bias"]  # a trainable tensor missing is still an error
+    torch.save({"model": state, "config": yaml}, tmp_path / "cut.pth")
+    with pytest.raises(CheckpointError, match=r"cut\.pth: missing key 'itm_head\.bias'"):
+        SingularityRetrieval(SingularityRetrievalConfig(size="tiny", pretrained=str(tmp_path / "cut.pth")))

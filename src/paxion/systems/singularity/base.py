@@ -84,6 +84,8 @@ class SingularityVideoText(nn.Module):
         )
         self.vision_layernorm = nn.LayerNorm(w.vision_width, eps=w.layer_norm_eps)
         self.temporal_embeddings = nn.Parameter(torch.zeros(1, cfg.num_frames, 1, w.vision_width))
+        # unused without add_temporal_embed: frozen, so DDP needs no unused-parameter search for it
+        self.temporal_embeddings.requires_grad_(cfg.add_temporal_embed)
         self.temporal_vision_encoder: Optional[BertEncoder] = None
         if cfg.temporal_encoder:
             self.temporal_vision_encoder = BertEncoder(

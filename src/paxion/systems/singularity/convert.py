@@ -172,7 +172,9 @@ def load_checkpoint(model: nn.Module, path: str) -> LoadReport:
             ignored.append(key)
             continue
         state[key] = fit_tensor(key, value, target[key], str(path), key, notes)
-    missing = [k for k in target if k not in state]
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    # our checkpoints hold the trainable parameters only; the frozen ones keep the model's values
+    missing = [k for k in target if k not in state and not (container.kind == "ours" and k in frozen)]
     fresh = [k for k in missing if k.startswith("temporal_vision_encoder.") and container.kind != "ours"]
     if len(fresh) != len(missing):
         first = next(k for k in missing if k not in fresh)
@@ -182,7 +184,10 @@ def load_checkpoint(model: nn.Module, path: str) -> LoadReport:
         notes.append(f"temporal encoder not in the file: {len(fresh)} tensors keep their initialisation")
         logger.warning("%s: 1-frame checkpoint, the temporal encoder starts from its random initialisation", path)
     on_meta = any(p.is_meta for p in model.parameters())
-    model.load_state_dict(state, strict=not fresh, assign=on_meta)
+    if on_meta and len(state) != len(target):
+        raise CheckpointError(f"{path}: a model built on the meta device needs every tensor from the file; "
+                              f"{len(target) - len(state)} are not in it")
+    model.load_state_dict(state, strict=len(state) == len(target), assign=on_meta)
     if on_meta:  # assign=True replaced the tied tensors one by one: tie them again; rebuild derived buffers
         _retie(model)
         model.reset_pixel_buffers()
