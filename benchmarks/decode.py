@@ -10,11 +10,13 @@ in one run, for each GOP:
 * T frames sampled uniformly from the whole long file (T = 8 and 16), every backend;
 * late 2-second windows of the long file (one starting just after a keyframe, one just before) vs the
   whole 2-second file (T frames each);
-* for each: median wall time of open + decode over ``--repeats`` (sequential PyAV: one run), the
-  speed-up over sequential PyAV and the ratio to decord, pictures the PyAV decoder put out, whether every
-  backend returned identical frames, and the peak resident-memory growth of one call in a fresh process
-  (after a warm-up decode; Linux, peak reset through /proc/self/clear_refs) against the bound
-  "returned frames + one GOP of RGB frames" (sequential PyAV: not probed, it is the slow reference).
+* for each: median CPU time and wall time of open + decode over ``--repeats`` runs interleaved across
+  backends (sequential PyAV: one run); the speed-up over sequential PyAV and the ratio to decord are
+  taken on CPU time, which a shared machine's load disturbs far less than wall time; the pictures the
+  PyAV decoder put out; whether every backend returned identical frames; the peak resident-memory
+  growth of one call in a fresh process (after a warm-up decode; Linux, peak reset through
+  /proc/self/clear_refs) against the bound "returned frames + one GOP of RGB frames" (sequential PyAV
+  is not probed: it is the slow reference).
 """
 
 from __future__ import annotations
@@ -90,32 +92,52 @@ def probe(argv: list[str]) -> None:
     print("nan" if growth is None else growth)
 
 
-def measure(path: Path, backend: str, window, num_frames: int, repeats: int, memory: bool) -> dict:
-    times, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = decode(path, backend, window, num_frames)
-        times.append(time.perf_counter() - t0)
-    mem = memory_probe(path, backend, window, num_frames) if memory else None
-    return {"s": statistics.median(times), "frames": out[0], "decoded": out[1], "mem": mem}
+def run_case(entries: dict[str, tuple[Path, str, Optional[tuple[float, float]]]], num_frames: int,
+             repeats: int) -> dict[str, dict]:
+    """Time every entry (path, backend, window) ``repeats`` times, interleaved so load swings hit all alike.
+
+    Sequential PyAV runs once (it is the slow reference). -> {name: {wall, cpu, frames, decoded, mem}}.
+    """
+    wall: dict[str, list[float]] = {name: [] for name in entries}
+    cpu: dict[str, list[float]] = {name: [] for name in entries}
+    out: dict[str, tuple] = {}
+    for rep in range(repeats):
+        for name, (path, backend, window) in entries.items():
+            if backend == "pyav_sequential" and rep > 0:
+                continue
+            w0, c0 = time.perf_counter(), time.process_time()
+            out[name] = decode(path, backend, window, num_frames)
+            wall[name].append(time.perf_counter() - w0)
+            cpu[name].append(time.process_time() - c0)
+    rows = {}
+    for name, (path, backend, window) in entries.items():
+        probe_it = backend != "pyav_sequential" and "2 s file" not in name
+        rows[name] = {"wall": statistics.median(wall[name]), "cpu": statistics.median(cpu[name]),
+                      "frames": out[name][0], "decoded": out[name][1],
+                      "mem": memory_probe(path, backend, window, num_frames) if probe_it else None}
+    return rows
 
 
 def report(label: str, spec: LongVideoSpec, rows: dict[str, dict], num_frames: int) -> None:
     base, ref = rows.get("pyav_sequential"), rows.get("decord")
-    frames = next(iter(rows.values()))["frames"]
-    same = all(torch.equal(frames, r["frames"]) for r in rows.values())
-    returned = frames.numel()
-    gop = spec.gop * spec.width * spec.height * 3
-    print(f"\n{label}, T={num_frames}: identical frames across {sorted(rows)}: {'yes' if same else 'NO'}")
-    print(f"  {'backend':<16} {'ms':>8} {'vs sequential':>14} {'vs decord':>10} {'decoded':>8} "
+    groups: dict[bool, list[torch.Tensor]] = {}  # same file -> the frames every backend returned
+    for name, r in rows.items():
+        groups.setdefault("2 s file" in name, []).append(r["frames"])
+    same = all(torch.equal(g[0], f) for g in groups.values() for f in g)
+    bound = groups[False][0].numel() + spec.gop * spec.width * spec.height * 3
+    print(f"\n{label}, T={num_frames}: identical frames from every backend: {'yes' if same else 'NO'}")
+    print(f"  {'backend':<18} {'cpu ms':>8} {'wall ms':>8} {'vs sequential':>14} {'vs decord':>10} {'decoded':>8} "
           f"{'peak +MiB':>10} {'bound MiB':>10}")
     for name, r in rows.items():
-        speed = f"{base['s'] / r['s']:.1f}x faster" if base else "-"
-        vs_ref = f"{r['s'] / ref['s']:.2f}x" if ref else "-"
+        speed = f"{base['cpu'] / r['cpu']:.1f}x faster" if base else "-"
+        vs_ref = f"{r['cpu'] / ref['cpu']:.2f}x" if ref else "-"
         mem = "-" if r["mem"] is None or r["mem"] != r["mem"] else f"{r['mem'] / MIB:.1f}"
         decoded = "-" if r["decoded"] is None else str(r["decoded"])
-        print(f"  {name:<16} {r['s'] * 1000:8.1f} {speed:>14} {vs_ref:>10} {decoded:>8} {mem:>10} "
-              f"{(returned + gop) / MIB:10.1f}")
+        print(f"  {name:<18} {r['cpu'] * 1000:8.1f} {r['wall'] * 1000:8.1f} {speed:>14} {vs_ref:>10} {decoded:>8} "
+              f"{mem:>10} {bound / MIB:10.1f}")
+    if "pyav, 2 s file" in rows:
+        print(f"  pyav: window / 2 s file = {rows['pyav']['cpu'] / rows['pyav, 2 s file']['cpu']:.2f}x (cpu), "
+              f"{rows['pyav']['wall'] / rows['pyav, 2 s file']['wall']:.2f}x (wall)")
 
 
 def main() -> None:
@@ -131,7 +153,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, nargs="+", default=[8, 16])
     parser.add_argument("--window-start", type=float, nargs="+", default=[150.3, 149.9],
                         help="seconds; each window is 2 s long (150.3: just after a keyframe, 149.9: just before one)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--probe", nargs="+", help=argparse.SUPPRESS)  # internal: one memory measurement
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -147,21 +169,13 @@ def main() -> None:
         short_path = write_long_video(args.cache_dir / short.file_name(), short)
         name = f"{args.seconds:g} s {args.fps} fps {args.width}x{args.height}, GOP {gop}, {args.bframes} B-frames"
         for t in args.frames:
-            rows = {b: measure(long_path, b, None, t, 1 if b == "pyav_sequential" else args.repeats,
-                               memory=b != "pyav_sequential") for b in backends}
-            report(f"uniform over {name}", spec, rows, t)
-        for t in args.frames:
-            whole = {b: measure(short_path, b, None, t, args.repeats, memory=False)
-                     for b in backends if b != "pyav_sequential"}
-            report(f"whole 2 s file, same settings (GOP {gop})", short, whole, t)
+            report(f"uniform over {name}", spec,
+                   run_case({b: (long_path, b, None) for b in backends}, t, args.repeats), t)
             for start in args.window_start:
                 window = (start, start + 2.0)
-                rows = {b: measure(long_path, b, window, t, 1 if b == "pyav_sequential" else args.repeats,
-                                   memory=b != "pyav_sequential") for b in backends}
-                report(f"window {window[0]:g}-{window[1]:g} s of {name}", spec, rows, t)
-                ratio = rows["pyav"]["s"] / whole["pyav"]["s"]
-                print(f"  pyav: late 2 s window / 2 s file = {ratio:.2f}x")
-
+                entries = {b: (long_path, b, window) for b in backends}
+                entries.update({f"{b}, 2 s file": (short_path, b, None) for b in backends if b != "pyav_sequential"})
+                report(f"window {window[0]:g}-{window[1]:g} s of {name}", spec, run_case(entries, t, args.repeats), t)
 
 if __name__ == "__main__":
     main()
