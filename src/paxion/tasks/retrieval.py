@@ -78,7 +78,7 @@ class RetrievalTask(ModelTask):
         if batch.get("text_ids") is not None:  # several captions per video
             out["text_ids"] = list(batch["text_ids"])
         encode = protocol.require(view, "encode_video_for_retrieval", self.cfg.task.name)
-        state = encode(batch["video_input"])
+        state = dict(encode(batch["video_input"]))  # a copy: the model's dict stays as it was
         out["video"] = state.pop("embed")  # (B, Q, D) | (B, E)
         out.update(protocol.prefixed(state, "video"))
         return out
