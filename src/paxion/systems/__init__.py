@@ -3,3 +3,4 @@
 from paxion.systems import singularity  # noqa: F401  (registration side effects)
 from paxion.systems import openvclip  # noqa: F401  (registration side effects)
 from paxion.systems import videomae  # noqa: F401  (registration side effects)
+from paxion.systems import alpro  # noqa: F401  (registration side effects)

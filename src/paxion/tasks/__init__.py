@@ -8,3 +8,4 @@ from paxion.tasks import qa  # noqa: F401
 from paxion.tasks import pretrain  # noqa: F401
 from paxion.tasks import action_recognition  # noqa: F401
 from paxion.tasks import open_vocab  # noqa: F401
+from paxion.tasks import qa_classification  # noqa: F401

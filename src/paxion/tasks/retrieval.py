@@ -29,7 +29,7 @@ from torch import nn
 
 from paxion.metrics import chunked_ranks, first_hit_ranks, nonfinite_rows, recall_metrics, singularity_recalls
 from paxion.registry import registry
-from paxion.tasks import protocol
+from paxion.tasks import alpro_metrics, protocol
 from paxion.tasks.base import Batch
 from paxion.tasks.common import ModelTask, ModelTaskConfig
 from paxion.tasks.protocol import State
@@ -37,7 +37,7 @@ from paxion.tasks.protocol import State
 logger = logging.getLogger(__name__)
 
 DIRECTIONS = ("v2t", "t2v")
-METRIC_FORMATS = ("paxion", "singularity")
+METRIC_FORMATS = ("paxion", "singularity", "alpro")
 RERANK_FILL = -100.0  # score of every candidate outside a row's top k_test (the original's value)
 
 
@@ -49,7 +49,8 @@ class RetrievalConfig(ModelTaskConfig):
     text_batch_size: int = 256
     k_test: int = 128  # re-rank the top k of each row with the model's score_pairs (if any); 0: never
     pair_batch_size: int = 1024  # (video, text) pairs per score_pairs call
-    metric_format: str = "paxion"  # paxion: v2t_/t2v_ keys | singularity: {split}/ and {split}_emb/ keys
+    metric_format: str = "paxion"  # paxion: v2t_/t2v_ keys | singularity: {split}/ and {split}_emb/ keys | alpro
+    rerank_all: bool = False  # score_pairs on every (video, caption) pair (ALPRO's protocol), not the top k_test
 
     def __post_init__(self) -> None:
         bad = [d for d in self.directions if d not in DIRECTIONS]
@@ -57,8 +58,8 @@ class RetrievalConfig(ModelTaskConfig):
             raise ValueError(f"task.directions: {self.directions}; valid: non-empty subset of {list(DIRECTIONS)}")
         if self.metric_format not in METRIC_FORMATS:
             raise ValueError(f"task.metric_format: '{self.metric_format}' is not one of {list(METRIC_FORMATS)}")
-        if self.metric_format == "singularity" and sorted(self.directions) != sorted(DIRECTIONS):
-            raise ValueError("task.metric_format singularity reports both directions; set task.directions: [v2t, t2v]")
+        if self.metric_format in ("singularity", "alpro") and sorted(self.directions) != sorted(DIRECTIONS):
+            raise ValueError(f"task.metric_format {self.metric_format} reports both directions; set task.directions: [v2t, t2v]")
         if self.k_test < 0 or self.pair_batch_size < 1:
             raise ValueError(f"task.k_test must be >= 0 and task.pair_batch_size >= 1, got {self.k_test}, "
                              f"{self.pair_batch_size}")
@@ -171,6 +172,8 @@ class RetrievalTask(ModelTask):
             found = self.full_ranks(view, video, text, pairs, reranked)
         if self.task_cfg.metric_format == "singularity":
             metrics.update(self._singularity_metrics(found, split, reranked))
+        elif self.task_cfg.metric_format == "alpro":
+            metrics.update(alpro_metrics.write_retrieval(found, split, output_dir))
         else:
             metrics.update(self._paxion_metrics(found))
         logger.info("retrieval %s (%s): %s", split, protocol.model_arch(view),
@@ -186,7 +189,13 @@ class RetrievalTask(ModelTask):
         with_video = gt.any(dim=0)  # t2v rows with a ground truth
         ranks = {"v2t_emb": first_hit_ranks(sim, gt),
                  "t2v_emb": first_hit_ranks(sim.t()[with_video], gt.t()[with_video])}
-        if reranked:
+        if reranked and self.task_cfg.rerank_all:  # one score per pair serves both directions
+            v2t = alpro_metrics.all_pair_scores(protocol.require(view, "score_pairs", self.cfg.task.name), video, text,
+                                                self.task_cfg.pair_batch_size, view.device)
+            t2v = v2t.t()
+            ranks["v2t"] = first_hit_ranks(v2t, gt)
+            ranks["t2v"] = first_hit_ranks(t2v[with_video], gt.t()[with_video])
+        elif reranked:
             v2t = self.rerank(view, sim, video, text, "v2t")
             t2v = self.rerank(view, sim.t().contiguous(), text, video, "t2v")
             ranks["v2t"] = first_hit_ranks(v2t, gt)
