@@ -160,7 +160,8 @@ def main() -> None:
     if args.probe:
         return probe(args.probe)
     backends = [b for b in ("pyav_sequential", "pyav", "decord", "torchcodec") if b in available_backends()]
-    print(f"backends: {backends}; torch {torch.__version__}; {os.cpu_count()} CPUs; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    now = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    print(f"backends: {backends}; torch {torch.__version__}; {os.cpu_count()} CPUs; {now}")
     for gop in args.gop:
         spec = LongVideoSpec(seconds=args.seconds, fps=args.fps, width=args.width, height=args.height, gop=gop,
                              bframes=args.bframes)

@@ -11,7 +11,14 @@ import pytest
 import torch
 
 from paxion.data.synthetic.long_videos import LongVideoSpec, frame_times, write_long_video
-from paxion.data.video import available_backends, load_clip, open_video, seek_fallbacks, segment_bounds
+from paxion.data.video import (
+    VideoDecodeError,
+    available_backends,
+    load_clip,
+    open_video,
+    seek_fallbacks,
+    segment_bounds,
+)
 from paxion.data.video.pyav import PyAVReader
 
 SPECS = {
@@ -145,16 +152,35 @@ def test_wrong_packet_index_falls_back_to_sequential_and_is_counted(long_videos,
 
 
 def test_packets_without_timestamps_are_read_sequentially(long_videos, tmp_path, monkeypatch):
-    """A stream without a usable index (faked: no container index, packets without timestamps) is decoded from the start."""
+    """A stream without a usable index (faked: no container index, no packet timestamps) is decoded from the start."""
     import paxion.data.video.pyav as pyav_module
 
     path = tmp_path / "copy.mp4"
     path.write_bytes(long_videos["gop30"].read_bytes())
     monkeypatch.setattr(pyav_module, "index_from_container", lambda stream: None)
-    monkeypatch.setattr(pyav_module, "index_from_packets", lambda c, s: (None, "packets without presentation timestamps"))
+    why = "packets without presentation timestamps"
+    monkeypatch.setattr(pyav_module, "index_from_packets", lambda c, s: (None, why))
     with open_video(path, "pyav") as reader:
         assert reader.num_frames == 600
         frames = reader.get_frames(torch.tensor([590, 3]))
         assert reader.frames_decoded == 591  # from the start of the file up to the last wanted frame
     assert [frame_number(f) for f in frames] == [590, 3]
-    assert seek_fallbacks()[str(path)] == "packets without presentation timestamps"
+    assert seek_fallbacks()[str(path)] == why
+
+
+def test_truncated_file_with_index_up_front_raises_naming_the_file(long_videos, tmp_path):
+    """mp4 with its index first (faststart) cut at 70 %: the index promises frames the file no longer holds."""
+    src, full = long_videos["gop30"], tmp_path / "faststart.mp4"
+    with av.open(str(src)) as i, av.open(str(full), "w", options={"movflags": "faststart"}) as o:
+        stream = o.add_stream_from_template(i.streams.video[0])
+        for packet in i.demux(i.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                o.mux(packet)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(full.read_bytes()[: int(full.stat().st_size * 0.7)])
+    with open_video(cut, "pyav") as reader:
+        assert reader.num_frames == 600  # what the index says
+        assert frame_number(reader.get_frames(torch.tensor([10]))[0]) == 10  # the early part still decodes
+    with pytest.raises(VideoDecodeError, match="cut.mp4: truncated"):
+        load_clip(cut, 8)

@@ -67,7 +67,8 @@ def open_video(path: str | Path, backend: str = "pyav") -> VideoReader:
     if backend not in _READERS:
         raise ValueError(f"unknown video backend '{backend}'; valid: {list(BACKENDS)}")
     if importlib.util.find_spec(_MODULES[backend]) is None:
-        raise ImportError(f"video backend '{backend}' needs the '{_MODULES[backend]}' package; installed: {available_backends()}")
+        raise ImportError(f"video backend '{backend}' needs the '{_MODULES[backend]}' package; "
+                          f"installed: {available_backends()}")
     path = Path(path)
     _check_file(path)
     return _READERS[backend](path)
