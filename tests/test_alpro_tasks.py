@@ -130,6 +130,9 @@ def test_alpro_jsonl_builders(synth: Path) -> None:
     batch = collate_qa([val[0], val[1]])
     assert batch["label"].dtype == torch.int64 and len(batch["question_input"]) == 2
     assert val.ans2label and all(r["label"] == val.ans2label.get(r["answer_text"], -100) for r in val.records)
+    train_qa = qa.build("train", num_frames=2, image_size=32, training=True)  # through the random augmentation
+    assert type(train_qa).__name__ == "AugmentedClips" and train_qa.ans2label == val.ans2label
+    assert train_qa[0]["video"].shape == (2, 3, 32, 32) and train_qa[0]["video"].dtype == torch.uint8
     webvid = _builder("alpro_webvid", synth, "webvid", train_file="train.csv", val_file="val.csv")
     assert len(webvid.load("train").records) == 8
     (synth / "bad.jsonl").write_text('{"question": "q", "answer": "a", "video_id": "1", "answer_type": "why"}\n')
@@ -156,3 +159,26 @@ def test_qa_classification_task_end_to_end(synth: Path, tmp_path: Path) -> None:
     assert metrics["val/overall_acc"] == round(100 * sum(correct) / 4, 2) == metrics["agg_metrics"]
     written = json.loads((tmp_path / "result" / "val_qa_alpro.json").read_text())
     assert written["split"] == "val" and set(written["ratios"]) == {f"{t}_ratio" for t in alpro_metrics.QA_TYPES}
+
+
+def test_temporal_consistent_randaugment() -> None:
+    from paxion.data.randaugment import OPS, TemporalConsistentRandomAugment
+
+    frame = torch.randint(0, 256, (1, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    shifted = OPS["TranslateX"](frame, 5)  # OpenCV's forward map x - 5: content 5 pixels left, grey fill
+    assert torch.equal(shifted[..., :11], frame[..., 5:]) and shifted[..., 11:].eq(128).all()
+    sheared = OPS["ShearX"](frame, 5)
+    assert torch.equal(sheared[:, :, 0], frame[:, :, 0])  # row 0 does not move
+    assert torch.equal(OPS["HorizontalFlip"](frame, 5), frame.flip(-1))
+    for name in ("Contrast", "Brightness", "Sharpness"):  # factor 1.0 at M=5, as the original
+        assert torch.equal(OPS[name](frame, 5), frame)
+    aug = TemporalConsistentRandomAugment()
+    clip = frame.repeat(4, 1, 1, 1)
+    changed = 0
+    for seed in range(10):
+        out = aug(clip, torch.Generator().manual_seed(seed))
+        assert all(torch.equal(out[0], out[i]) for i in range(1, 4))  # the same ops on every frame
+        changed += int(not torch.equal(out, clip))
+    assert changed > 0
+    with pytest.raises(ValueError, match="Blur"):
+        TemporalConsistentRandomAugment(augs=["Blur"])

@@ -23,6 +23,7 @@ from typing import Any, Optional
 
 from paxion.data.annotations import AnnotationError, field, read_json, read_jsonl
 from paxion.data.base import DatasetBuilder, LoadedSplit, VideoDataConfig, VideoDataset, drop_missing
+from paxion.data.randaugment import AugmentedClips, TemporalConsistentRandomAugment
 from paxion.registry import registry
 
 QA_TYPES = ("what", "who", "how", "where", "when")
@@ -90,6 +91,7 @@ class AlproRetrievalData(AlproBuilder):
 @dataclass
 class AlproQADataConfig(AlproDataConfig):
     ans2label: str = "train_ans2label.json"  # under txt_dir
+    randaug: bool = True  # training clips: TemporalConsistentRandomAugment(N=2, M=5), as the original
 
 
 @registry.register("dataset", "alpro_qa")
@@ -122,6 +124,8 @@ class AlproQAData(AlproBuilder):
     def build(self, split: str, *, num_frames: int, image_size: int, training: bool) -> VideoDataset:
         dataset = super().build(split, num_frames=num_frames, image_size=image_size, training=training)
         dataset.ans2label = self.read_ans2label()  # type: ignore[attr-defined]
+        if training and self.cfg.randaug:
+            return AugmentedClips(dataset, TemporalConsistentRandomAugment(n=2, m=5))  # type: ignore[return-value]
         return dataset
 
 
