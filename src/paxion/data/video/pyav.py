@@ -168,7 +168,8 @@ class PyAVReader(ClosingReader):
             raise VideoDecodeError(f"{path}: cannot open video: {exc}") from exc
         if self._index is None:
             container.close()
-        else:
+        else:  # one thread per decoder: data-loader workers are the parallelism, and opening costs less
+            container.streams.video[0].codec_context.thread_count = 1
             self._container = container
         if self.num_frames == 0:
             self.close()
