@@ -278,3 +278,18 @@ def test_our_trainable_only_checkpoint_loads_and_keeps_frozen_values(tmp_path: P
     torch.save({"model": state, "config": yaml}, tmp_path / "cut.pth")
     with pytest.raises(CheckpointError, match=r"cut\.pth: missing key 'itm_head\.bias'"):
         SingularityRetrieval(SingularityRetrievalConfig(size="tiny", pretrained=str(tmp_path / "cut.pth")))
+
+
+@pytest.mark.parametrize("arch", ["singularity_retrieval", "singularity_qa"])
+def test_model_layers_set_the_temporal_flags_together(tmp_path: Path, arch: str) -> None:
+    from paxion.config import load_config, section
+
+    layers = Path(__file__).resolve().parents[1] / "configs" / "backbones"
+    expected = {"singularity_system_17m.yaml": (1, False), "singularity_system_temporal_17m.yaml": (4, True)}
+    for name, (frames, temporal) in expected.items():
+        experiment = tmp_path / f"{arch}_{name}"
+        experiment.write_text(f"# test\nbases: [{layers / name}]\nmodel:\n  arch: {arch}\n")
+        model_cfg = section(load_config(experiment), "model")
+        assert (model_cfg.num_frames, model_cfg.add_temporal_embed, model_cfg.temporal_encoder) == (
+            frames, temporal, temporal)
+        assert model_cfg.pretrained.endswith(name.replace("_system", "").replace(".yaml", ".pth"))
