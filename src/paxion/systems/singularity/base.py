@@ -120,6 +120,9 @@ class SingularityVideoText(nn.Module):
             elif isinstance(module, nn.LayerNorm):
                 module.weight.fill_(1.0)
                 module.bias.zero_()
+        for module in self.modules():  # a tied LM-head decoder was drawn after its embedding: pad rows again
+            if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+                module.weight[module.padding_idx].zero_()
         nn.init.normal_(self.vision_encoder.embeddings.cls_token, std=std)
         self.temporal_embeddings.zero_()
 
