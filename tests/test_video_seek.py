@@ -151,20 +151,22 @@ def test_wrong_packet_index_falls_back_to_sequential_and_is_counted(long_videos,
     assert "disagreed with the index" in seek_fallbacks()[str(path)]
 
 
-def test_packets_without_timestamps_are_read_sequentially(long_videos, tmp_path, monkeypatch):
-    """A stream without a usable index (faked: no container index, no packet timestamps) is decoded from the start."""
+@pytest.mark.parametrize("name, count", [("gop30", 600), ("gop250_b3_mkv", 900)])
+def test_packets_without_timestamps_are_read_sequentially(long_videos, tmp_path, monkeypatch, name, count):
+    """A stream without a usable index (faked: no container index, the packet pass reads every packet and
+    then finds no timestamps) is counted from a fresh start (Matroska declares no count) and decoded from the start."""
     import paxion.data.video.pyav as pyav_module
 
-    path = tmp_path / "copy.mp4"
-    path.write_bytes(long_videos["gop30"].read_bytes())
-    monkeypatch.setattr(pyav_module, "index_from_container", lambda stream: None)
+    path = tmp_path / f"copy{long_videos[name].suffix}"
+    path.write_bytes(long_videos[name].read_bytes())
     why = "packets without presentation timestamps"
-    monkeypatch.setattr(pyav_module, "index_from_packets", lambda c, s: (None, why))
+    monkeypatch.setattr(pyav_module, "index_from_container", lambda stream: None)
+    monkeypatch.setattr(pyav_module, "index_from_packets", lambda c, s: (sum(1 for _ in c.demux(s)), (None, why))[1])
     with open_video(path, "pyav") as reader:
-        assert reader.num_frames == 600
-        frames = reader.get_frames(torch.tensor([590, 3]))
-        assert reader.frames_decoded == 591  # from the start of the file up to the last wanted frame
-    assert [frame_number(f) for f in frames] == [590, 3]
+        assert reader.num_frames == count
+        frames = reader.get_frames(torch.tensor([count - 10, 3]))
+        assert reader.frames_decoded == count - 9  # from the start of the file up to the last wanted frame
+    assert [frame_number(f) for f in frames] == [count - 10, 3]
     assert seek_fallbacks()[str(path)] == why
 
 

@@ -163,14 +163,18 @@ class PyAVReader(ClosingReader):
             self.fps = float(stream.average_rate or stream.guessed_rate or 0.0)
             if seek:
                 self._index = index_from_container(stream) or self._packet_index(container)
-            self.num_frames = self._index.num_frames if self._index is not None else count_frames(container, stream)
+            if self._index is None:
+                if seek:  # the failed packet pass moved the demuxer: count from a fresh start
+                    container.close()
+                    container = av.open(str(path))
+                with container:
+                    self.num_frames = count_frames(container, container.streams.video[0])
+            else:  # one thread per decoder: data-loader workers are the parallelism, and opening costs less
+                self.num_frames = self._index.num_frames
+                stream.codec_context.thread_count = 1
+                self._container = container
         except (av.FFmpegError, IndexError) as exc:
             raise VideoDecodeError(f"{path}: cannot open video: {exc}") from exc
-        if self._index is None:
-            container.close()
-        else:  # one thread per decoder: data-loader workers are the parallelism, and opening costs less
-            container.streams.video[0].codec_context.thread_count = 1
-            self._container = container
         if self.num_frames == 0:
             self.close()
             raise VideoDecodeError(f"{path}: video has no frames")
