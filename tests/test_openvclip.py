@@ -211,3 +211,25 @@ def test_full_size_loads_on_meta(tmp_path):
         model = build_openvclip_backbone("b32")
     assert all(p.is_meta for p in model.parameters())
     assert model.tokens_per_frame == 50 and model.preprocess.num_frames == 8
+
+
+@pytest.mark.parametrize("kind", ["cross_frame_attend", "stadapt_zeroinit"])
+def test_parameter_adding_variants_load_clip_and_keep_their_modules(kind, tmp_path):
+    source = tiny()
+    path = tmp_path / "clip.pt"
+    torch.save(_clip_state(source), path)
+    model = tiny(temporal_modeling=kind)
+    added = sorted(set(model.state_dict()) - set(source.state_dict()))
+    names = ("message_fc", "message_ln", "message_attn") if kind == "cross_frame_attend" else ("stadapt_",)
+    assert added and all(any(n in k for n in names) for k in added)
+    report = model.load_official_checkpoint(str(path))
+    assert sorted(report.missing) == sorted(k[len("model."):] for k in added)
+    video = torch.randn(1, 4, 3, 32, 32)
+    with torch.no_grad():
+        out, _ = model.frame_embeddings(video)
+        plain, _ = tiny(temporal_modeling="none").frame_embeddings(video)  # same weights as `source`
+    assert out.shape == (1, 4, SIZES["tiny"].embed_dim)
+    if kind == "stadapt_zeroinit":  # zero-initialised adapter: exactly image CLIP until trained
+        torch.testing.assert_close(out, plain)
+    else:
+        assert (out - plain).abs().max() > 1e-5

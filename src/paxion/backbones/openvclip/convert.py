@@ -27,6 +27,7 @@ from torch import nn
 
 from paxion.backbones.base import CheckpointError, LoadReport
 from paxion.backbones.openvclip.jit_archive import is_torchscript_archive, read_torchscript_tensors
+from paxion.backbones.openvclip.temporal import is_added_key
 
 logger = logging.getLogger(__name__)
 
@@ -148,6 +149,11 @@ def convert_clip_state(
             )
         state[name] = value
     missing = [name[len(RELEASE_PREFIX) :] for name in expected if name not in state]
+    added = [key for key in missing if is_added_key(key)]  # a variant's extra modules: not in a CLIP file
+    if added:
+        report.missing.extend(added)
+        report.notes.append(f"{len(added)} tensors of the variant's added modules keep their initialisation")
+        missing = [key for key in missing if not is_added_key(key)]
     if missing:
         first = missing[0]
         raise CheckpointError(f"'{path}': {len(missing)} parameters missing, first '{first}' (wrong or truncated file?)")
@@ -161,6 +167,6 @@ def load_openvclip_checkpoint(backbone: nn.Module, path: str | Path) -> LoadRepo
     expected = {name: tensor.shape for name, tensor in backbone.state_dict().items()}
     state = convert_clip_state(read_clip_state(path, report), expected, str(path), report)
     on_meta = any(p.is_meta for p in backbone.parameters())
-    backbone.load_state_dict(state, strict=True, assign=on_meta)
+    backbone.load_state_dict(state, strict=not report.missing, assign=on_meta)  # missing: checked above
     logger.info("loaded %s: %d tensors; %s", path, len(report.loaded), "; ".join(report.notes) or "no transforms")
     return report

@@ -22,7 +22,7 @@ from torch import nn
 
 from paxion.backbones.base import FrameFeatures, LoadReport, Preprocess, TextInput, VideoTextBackbone
 from paxion.backbones.clipvip.model import quick_gelu
-from paxion.backbones.openvclip.temporal import check_type, temporal_attention
+from paxion.backbones.openvclip.temporal import ADAPTER_TYPES, check_type, temporal_attention
 
 
 @dataclass(frozen=True)
@@ -104,22 +104,57 @@ class TextBlock(nn.Module):
 
 
 class FrameBlock(nn.Module):
-    """CLIP vision block whose attention of frame t sees the neighbour frames chosen by ``temporal_modeling``."""
+    """CLIP vision block whose attention of frame t sees the neighbour frames chosen by ``temporal_modeling``.
+
+    ``cross_frame_attend`` and ``stadapt_zeroinit`` add their modules under the original's names.
+    """
 
     def __init__(self, width: int, heads: int, cfg: OpenVCLIPConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        self.kind = cfg.temporal_modeling
+        if self.kind == "cross_frame_attend":
+            self.message_fc = nn.Linear(width, width)
+            self.message_ln = nn.LayerNorm(width)
+            self.message_attn = PackedAttention(width, heads)
+        elif self.kind == "stadapt_zeroinit":
+            half = width // 2
+            self.stadapt_down_1 = nn.Conv3d(width, half, kernel_size=1)
+            self.stadapt_conv3d_1 = nn.Conv3d(half, half, kernel_size=(3, 1, 1), padding="same", groups=half)
+            self.stadapt_up_1 = nn.Conv3d(half, width, kernel_size=1)
+            nn.init.zeros_(self.stadapt_up_1.weight)
+            nn.init.zeros_(self.stadapt_up_1.bias)
         self.attn = PackedAttention(width, heads)
         self.ln_1 = nn.LayerNorm(width)
         self.mlp = MLP(width)
         self.ln_2 = nn.LayerNorm(width)
 
+    def messages(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, T, N, D) -> one message token per frame (B, T, 1, D): CLS -> fc, then attention across frames."""
+        msg = self.message_fc(x[:, :, 0])  # (B, T, D)
+        q, k, v = self.message_attn.qkv(self.message_ln(msg))  # (B, h, T, d)
+        return (msg + self.message_attn.project(F.scaled_dot_product_attention(q, k, v)))[:, :, None]
+
+    def adapt(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, T, 1 + P, D) -> the same with the zero-initialised spatio-temporal adapter added to the patches."""
+        grid = math.isqrt(x.shape[2] - 1)
+        patches = rearrange(x[:, :, 1:], "b t (h w) d -> b d t h w", h=grid)
+        delta = self.stadapt_up_1(self.stadapt_conv3d_1(self.stadapt_down_1(patches)))
+        return torch.cat([x[:, :, :1], x[:, :, 1:] + rearrange(delta, "b d t h w -> b t (h w) d")], dim=2)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, T, N, D) -> (B, T, N, D)."""
+        cfg, tokens = self.cfg, x.shape[2]
+        if self.kind == "stadapt_zeroinit":
+            x = self.adapt(x)
+        if self.kind == "cross_frame_attend":
+            x = torch.cat([x, self.messages(x)], dim=2)  # (B, T, N + 1, D)
         q, k, v = self.attn.qkv(self.ln_1(x))  # (B, T, h, N, d)
-        cfg = self.cfg
-        out = temporal_attention(q, k, v, cfg.temporal_modeling, cfg.mask_clip_ends, cfg.fixed_channel_shift)
-        x = x + self.attn.project(out)
+        if self.kind in ADAPTER_TYPES:  # their attention is image CLIP's, frame by frame
+            out = F.scaled_dot_product_attention(q, k, v)
+        else:
+            out = temporal_attention(q, k, v, cfg.temporal_modeling, cfg.mask_clip_ends, cfg.fixed_channel_shift)
+        x = (x + self.attn.project(out))[:, :, :tokens]  # message tokens leave after attention
         return x + self.mlp(self.ln_2(x))
 
 

@@ -7,7 +7,12 @@ Every variant keeps CLIP's attention weights; only the key/value set of frame t 
 * ``expand_temporal_view_step2``: t+1, t+2, t-1, t-2, t (5·N);
 * ``expand_temporal_view_step3``: t+1, t+2, t+3, t-1, t-2, t-3, t (7·N);
 * ``channel_shift``: a quarter of the key/value channels comes from frame t+1, a quarter from
-  t-1, the rest from t (no extra tokens).
+  t-1, the rest from t (no extra tokens);
+* ``cross_frame_attend`` (adds parameters): each frame's CLS goes through ``message_fc``, the frames'
+  messages attend to each other (``message_ln``, ``message_attn``) and each frame's tokens attend to
+  their frame plus its message token (X-CLIP's message tokens);
+* ``stadapt_zeroinit`` (adds parameters): before attention the patch tokens pass a residual
+  spatio-temporal adapter, 1x1x1 down to D/2, a depthwise 3x1x1 temporal conv, 1x1x1 up (zero-initialised).
 
 The neighbour order is the original's. Past the clip ends the original attends to all-zero keys
 and values (a zero key still takes softmax mass); that is the default here, and ``mask_clip_ends``
@@ -26,7 +31,16 @@ NEIGHBOUR_OFFSETS: dict[str, tuple[int, ...]] = {
     "expand_temporal_view_step2": (1, 2, -1, -2, 0),
     "expand_temporal_view_step3": (1, 2, 3, -1, -2, -3, 0),
 }
-TEMPORAL_MODELING_TYPES = (*NEIGHBOUR_OFFSETS, "channel_shift")
+# variants that add parameters to every vision block (their keys are not in the CLIP file)
+ADAPTER_TYPES = ("cross_frame_attend", "stadapt_zeroinit")
+TEMPORAL_MODELING_TYPES = (*NEIGHBOUR_OFFSETS, "channel_shift", *ADAPTER_TYPES)
+ADDED_PARAMETER_NAMES = ("message_fc", "message_ln", "message_attn", "stadapt_down_1", "stadapt_conv3d_1",
+                         "stadapt_up_1")
+
+
+def is_added_key(key: str) -> bool:
+    """Whether a state-dict key belongs to a parameter-adding variant's extra modules."""
+    return any(f".{name}." in f".{key}" for name in ADDED_PARAMETER_NAMES)
 
 
 def check_type(kind: str) -> None:

@@ -25,6 +25,7 @@ from torch import nn
 
 from paxion.backbones.base import CheckpointError, Preprocess
 from paxion.backbones.openvclip import SIZES, OpenVCLIPBackbone, build_openvclip_backbone
+from paxion.backbones.openvclip.temporal import is_added_key
 from paxion.registry import registry
 from paxion.systems.openvclip.objectives import (
     TEMPLATE_SETS,
@@ -90,7 +91,7 @@ class OpenVCLIP(nn.Module):
         self._reference = {
             name: value.detach().clone()
             for name, value in self.state_dict().items()
-            if name.startswith(self.clip_prefix) and value.is_floating_point()
+            if name.startswith(self.clip_prefix) and value.is_floating_point() and not is_added_key(name)
         }
         if cfg.release_ckpt:
             self.backbone.load_official_checkpoint(cfg.release_ckpt)
