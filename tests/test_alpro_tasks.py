@@ -182,3 +182,23 @@ def test_temporal_consistent_randaugment() -> None:
     assert changed > 0
     with pytest.raises(ValueError, match="Blur"):
         TemporalConsistentRandomAugment(augs=["Blur"])
+
+
+REPO = Path(__file__).resolve().parents[1]
+ALPRO_CONFIGS = sorted(p.relative_to(REPO / "configs").as_posix() for p in (REPO / "configs").rglob("*.yaml")
+                       if "alpro" in p.as_posix() and not p.name.startswith("_"))
+
+
+@pytest.mark.parametrize("path", ALPRO_CONFIGS)
+def test_alpro_config_builds_its_task_and_a_tiny_model(path: str) -> None:
+    from paxion.config import load_config
+
+    cfg = load_config(REPO / "configs" / path, ["model.size=tiny", "model.pretrained=null",
+                                                "model.prompter_checkpoint=null", "model.prompts.entities=[a,b]"])
+    task = registry.get("task", cfg.task.name)(cfg)
+    model = task.build_model()
+    assert model.cfg.arch == "alpro" and model.preprocess.num_frames == cfg.model.num_frames
+    builder = registry.get("dataset", task.dataset_name())
+    assert set(cfg.run.test_splits + cfg.run.valid_splits + cfg.run.train_splits) <= set(
+        builder(cfg.datasets[task.dataset_name()]).splits)
+    registry.get("lr_schedule", cfg.run.lr_sched)  # ALPRO's warmup-linear schedules are registered

@@ -2,5 +2,6 @@
 
 from paxion.systems.alpro.config import AlproConfig
 from paxion.systems.alpro.model import Alpro
+from paxion.systems.alpro import schedule  # noqa: F401  (registers the lr schedules)
 
 __all__ = ["Alpro", "AlproConfig"]

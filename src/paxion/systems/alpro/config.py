@@ -45,6 +45,7 @@ class AlproConfig:
     video_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. {gradient_checkpointing: true}
     num_frames: int = 8  # training frames; rows of time_embed
     num_frames_test: int = 0  # 0: num_frames
+    gradient_checkpointing: bool = False  # recompute TimeSformer blocks in backward (16-frame QA)
     objectives: list[str] = field(default_factory=lambda: ["vtc", "vtm"])  # pre-training: + mlm, pem; QA: [qa]
     loss_weights: AlproLossWeights = field(default_factory=AlproLossWeights)
     max_txt_len: int = 40  # pre-training 30; QA questions 40
@@ -73,4 +74,5 @@ class AlproConfig:
         if unknown:
             raise ValueError(f"model.size_overrides: unknown {unknown}; valid: {sorted(fields)}")
         base = dataclasses.replace(SIZES[self.size], **dict(self.size_overrides))
-        return base.with_frames(self.num_frames, **dict(self.video_overrides))
+        video = {"gradient_checkpointing": self.gradient_checkpointing, **dict(self.video_overrides)}
+        return base.with_frames(self.num_frames, **video)
