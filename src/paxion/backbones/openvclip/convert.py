@@ -156,7 +156,7 @@ def convert_clip_state(
         missing = [key for key in missing if not is_added_key(key)]
     if missing:
         first = missing[0]
-        raise CheckpointError(f"'{path}': {len(missing)} parameters missing, first '{first}' (wrong or truncated file?)")
+        raise CheckpointError(f"'{path}': {len(missing)} parameters missing, first '{first}' (wrong or truncated?)")
     report.loaded = list(state)
     return state
 
