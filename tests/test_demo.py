@@ -64,5 +64,7 @@ def test_demo_user_errors_are_one_line(capsys, monkeypatch, tmp_path):
         monkeypatch.setattr(sys, "argv", [str(DEMO), *argv])
         with pytest.raises(SystemExit) as exit_info:
             runpy.run_path(str(DEMO), run_name="__main__")
-        err = capsys.readouterr().err.strip()
-        assert exit_info.value.code == 1 and len(err.splitlines()) == 1 and named in err, err
+        err = capsys.readouterr().err
+        errors = [line for line in err.splitlines() if "error:" in line]
+        assert exit_info.value.code == 1 and len(errors) == 1 and named in errors[0], err
+        assert "Traceback" not in err
