@@ -250,3 +250,24 @@ def test_train_with_iwo_then_zero_shot_with_patching(synth_root, tmp_path):
     original = evaluate_main(zero_shot + [f"run.output_dir={tmp_path / 'orig'}"])["test"]
     assert fine_tuned["num_videos"] == 10
     assert patched["top1_acc"] == original["top1_acc"] and patched["top5_acc"] == original["top5_acc"]
+
+
+OPENVCLIP_CONFIGS = sorted(
+    p for p in (Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml")
+    if ("openvclip" in p.parts[-2] or p.name.startswith("openvclip"))
+    and not p.name.startswith("_") and p.parent.name != "datasets"  # layers, not experiments
+)
+
+
+@pytest.mark.parametrize("path", OPENVCLIP_CONFIGS, ids=lambda p: p.name)
+def test_openvclip_configs_build_model_and_techniques_at_tiny_size(path):
+    from paxion.config import load_config
+    from paxion.registry import registry
+    from paxion.techniques import build_techniques
+
+    cfg = load_config(path, ["model.backbone=tiny", "model.clip_ckpt=null", "model.release_ckpt=null",
+                             "model.num_frames=4", "model.trainable=[visual.,logit_scale]"])
+    model = registry.get("task", cfg.task.name)(cfg).build_model()
+    techniques = build_techniques(cfg, model)
+    assert cfg.model.arch == "openvclip" and cfg.run.agg_metric == "top1_acc"
+    assert len(techniques) == len(cfg.techniques or {})
