@@ -233,3 +233,31 @@ def test_parameter_adding_variants_load_clip_and_keep_their_modules(kind, tmp_pa
         torch.testing.assert_close(out, plain)
     else:
         assert (out - plain).abs().max() > 1e-5
+
+
+# ----------------------------------------------------------------------------- real files (PAXION_CKPT_ROOT)
+
+REAL_FILES = [
+    ("b32", "clip/ViT-B-32.pt"),
+    ("b16", "clip/ViT-B-16.pt"),
+    ("l14", "clip/ViT-L-14.pt"),
+    ("b16", "openvclip/openvclip-b16/swa_2_22.pth"),
+]
+
+
+@pytest.mark.weights
+@pytest.mark.parametrize("size,relative", REAL_FILES)
+def test_real_clip_and_release_files_load_every_key(size, relative):
+    import os
+    from pathlib import Path
+
+    path = Path(os.environ.get("PAXION_CKPT_ROOT", "")) / relative
+    if not path.is_file():
+        pytest.skip(f"{relative} not under PAXION_CKPT_ROOT")
+    model = build_openvclip_backbone(size).eval()
+    report = model.load_official_checkpoint(str(path))
+    assert len(report.loaded) == len(model.state_dict())
+    video = torch.randn(1, 8, 3, 224, 224)
+    with torch.no_grad():
+        frames, _ = model.frame_embeddings(video)
+    assert frames.shape == (1, 8, model.embed_dim) and torch.isfinite(frames).all()
