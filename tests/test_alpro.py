@@ -230,3 +230,10 @@ def test_full_size_model_on_meta() -> None:
     heads = 2 * linear(d, 256) + 1 + linear(d, 2) + (linear(d, d) + 2 * d + 30522)  # projections, temp, itm, mlm
     assert sum(p.numel() for p in model.parameters()) == 121_258_752 + bert + heads
     assert math.isclose(model.widths.temp_init, 0.07)
+
+
+def test_lavis_protocol_scores_vtm_logit_plus_cosine() -> None:
+    model = _model(retrieval_protocol="lavis").eval()
+    v, t = model.encode_video_for_retrieval(_video()), model.encode_text_for_retrieval(TEXTS)
+    logits = model.vtm_logits(t["hidden"], t["mask"], v["tokens"])
+    torch.testing.assert_close(model.score_pairs(v, t), logits[:, 1] + (v["embed"] * t["embed"]).sum(-1))
