@@ -177,7 +177,7 @@ class RetrievalTask(ModelTask):
         else:
             metrics.update(self._paxion_metrics(found))
         logger.info("retrieval %s (%s): %s", split, protocol.model_arch(view),
-                    ", ".join(f"{k} {v:.2f}" for k, v in metrics.items() if "_r" in k))
+                    ", ".join(f"{k} {v:.2f}" for k, v in metrics.items() if "_r" in k or "/r" in k))
         return metrics
 
     def full_ranks(self, view: Any, video: State, text: State, pairs: torch.Tensor,
