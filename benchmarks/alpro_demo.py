@@ -1,6 +1,6 @@
 """ALPRO in miniature on a CPU: Prompter -> pre-training with PEM -> retrieval and QA fine-tuning.
 
-    python benchmarks/alpro_demo.py [--out output/alpro_demo] [--epochs 10]
+    python benchmarks/alpro_demo.py [--out output/alpro_demo] [--epochs 3]
 
 1. SynthAction in ALPRO's formats (80 training clips = 40 action/antonym twin pairs, 20 test clips) under
    .cache/paxion/synthaction_alpro (made once);
@@ -46,7 +46,7 @@ def table(out: Path) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default=str(REPO / "output/alpro_demo"))
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--report-only", action="store_true", help="print the results of an earlier run")
     args = parser.parse_args()
     out = Path(args.out)
