@@ -151,8 +151,12 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     parser.add_argument("overrides", nargs="*", help="a.b=c overrides of the training config")
     args = parser.parse_args(argv)
     setup_logging(None, 0)
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a tiny model: extra threads cost more in synchronisation than they give (measured 5x)
-    summary = run(args.output, args.overrides, args.eval_only, args.data_only)
+    try:
+        summary = run(args.output, args.overrides, args.eval_only, args.data_only)
+    finally:
+        torch.set_num_threads(threads)  # callers in the same process (tests, notebooks) keep their setting
     if summary["rows"]:
         clips = next(iter(summary["rows"].values()))["num_samples"]
         print(f"\nActionBench on SynthAction val ({clips} clips, accuracy %, chance 50):")
