@@ -34,7 +34,8 @@ def run_stages(out: Path, epochs: int) -> None:
 
 def table(out: Path) -> str:
     ret = json.loads((out / "synthaction/alpro_ret/result/test_retrieval_alpro.json").read_text())
-    rows = ["| ranking (test, 20 clips, 40 captions) | t2v R1 | t2v R5 | t2v MdR | t2v MnR | v2t R1 | v2t R5 | v2t MdR |",
+    rows = ["| ranking (test, 20 clips, 40 captions) | t2v R1 | t2v R5 | t2v MdR | t2v MnR | v2t R1 | v2t R5 "
+            "| v2t MdR |",
             "|---|---|---|---|---|---|---|---|"]
     for name, found in (("VTC only", ret["vtc_only"]), ("every pair by softmax(VTM)[1]", ret)):
         t, v = found["text2video"], found["video2text"]

@@ -72,7 +72,8 @@ class QAClassificationTask(ModelTask):
         logits = protocol.require(view, "answer_logits", task)(batch["video_input"], list(batch["question_input"]))
         out["pred"] = logits.float().argmax(dim=-1).cpu()
         out["answer_text"] = list(batch["answer_text"])
-        out["answer_type"] = list(batch.get("answer_type") or batch.get("question_type") or ["what"] * len(batch["idx"]))
+        types = batch.get("answer_type") or batch.get("question_type") or ["what"] * len(batch["idx"])
+        out["answer_type"] = list(types)
         out["question_id"] = list(batch.get("question_id") or batch["idx"].tolist())
         return out
 

@@ -24,7 +24,9 @@ from torch import nn
 from paxion.backbones.base import FrameFeatures, LoadReport, Preprocess, TextInput, VideoTextBackbone
 from paxion.backbones.singularity.bert import BertTextEncoder
 from paxion.backbones.singularity.tokenizer import WordPieceTokenizer
-from paxion.backbones.timesformer.vit import TIMESFORMER_BASE, TIMESFORMER_TINY, TimeSformer, TimeSformerConfig, frame_tokens
+from paxion.backbones.timesformer.vit import (
+    TIMESFORMER_BASE, TIMESFORMER_TINY, TimeSformer, TimeSformerConfig, frame_tokens,
+)
 
 
 @dataclass(frozen=True)
@@ -48,9 +50,11 @@ class AlproWidths:
 
     def __post_init__(self) -> None:
         if not 0 < self.fusion_layer < self.text_layers:
-            raise ValueError(f"fusion_layer must be in 1..text_layers-1={self.text_layers - 1}, got {self.fusion_layer}")
+            raise ValueError(f"fusion_layer must be in 1..{self.text_layers - 1} (text_layers - 1), "
+                             f"got {self.fusion_layer}")
         if self.video.width != self.text_width:
-            raise ValueError(f"joint self-attention needs video width {self.video.width} == text width {self.text_width}")
+            raise ValueError(f"joint self-attention needs video width {self.video.width} == text width "
+                             f"{self.text_width}")
 
     def with_frames(self, num_frames: int, **video: object) -> "AlproWidths":
         return dataclasses.replace(self, video=dataclasses.replace(self.video, num_frames=num_frames, **video))

@@ -74,7 +74,8 @@ class AlproRetrievalData(AlproBuilder):
             caption, clip = field(row, "caption", where), field(row, "clip_name", where)
             if training:
                 vid = clips.setdefault(clip, len(clips))
-                records.append({"video_path": self.video_path(clip), "video_id": clip, "text": caption, "video_idx": vid})
+                records.append({"video_path": self.video_path(clip), "video_id": clip, "text": caption,
+                                "video_idx": vid})
                 continue
             if clip not in clips:
                 clips[clip] = len(records)

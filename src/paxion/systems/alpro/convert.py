@@ -8,26 +8,26 @@ the file, and every key of the file must land or be a known head of another stag
 
 from __future__ import annotations
 
-from paxion.backbones.base import LoadReport
-from paxion.backbones.timesformer.convert import load_into
+from torch import nn
 
-# (model key prefix, why a file may lack it)
+from paxion.backbones.base import LoadReport
+from paxion.backbones.timesformer.convert import convert_state_dict, load_into, read_state_dict
+
+# model keys a file may lack: heads new to this stage (QA classifier, PEM / MLM / VTM heads) and the teacher
 NEW_HEADS = ("classifier.", "mpm_head.", "mlm_head.", "itm_head.", "prompter.")
 
 
 def _may_miss_model(key: str) -> bool:
-    return key.startswith(NEW_HEADS) or key.endswith("video_prompt_feat")
+    return key.startswith(NEW_HEADS)
 
 
-def load_checkpoint(model: "torch.nn.Module", path: str) -> LoadReport:  # noqa: F821
+def load_checkpoint(model: nn.Module, path: str) -> LoadReport:
     """Pre-trained / fine-tuned ALPRO file (raw or ``{"model": ...}``) into an ``alpro`` model."""
     return load_into(model, path, _may_miss_model)
 
 
-def load_prompter(prompter: "torch.nn.Module", path: str) -> LoadReport:  # noqa: F821
+def load_prompter(prompter: nn.Module, path: str) -> LoadReport:
     """A VTC-only (Prompter) file, or the ``prompter.*`` part of a pre-trained file, into a Prompter."""
-    from paxion.backbones.timesformer.convert import convert_state_dict, read_state_dict
-
     official = read_state_dict(path)
     if any(key.startswith("prompter.") for key in official):
         official = {key[len("prompter."):]: value for key, value in official.items() if key.startswith("prompter.")}
