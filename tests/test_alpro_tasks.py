@@ -202,3 +202,15 @@ def test_alpro_config_builds_its_task_and_a_tiny_model(path: str) -> None:
     assert set(cfg.run.test_splits + cfg.run.valid_splits + cfg.run.train_splits) <= set(
         builder(cfg.datasets[task.dataset_name()]).splits)
     registry.get("lr_schedule", cfg.run.lr_sched)  # ALPRO's warmup-linear schedules are registered
+
+
+def test_alpro_linear_schedule_warms_up_then_decays_to_zero() -> None:
+    from paxion.systems.alpro.schedule import WarmupLinearSchedule
+
+    run = SimpleNamespace(init_lr=1.0, min_lr=0.0, warmup_lr=-1.0, warmup_steps=0, max_epoch=2)
+    param = torch.nn.Parameter(torch.zeros(1))
+    sched = WarmupLinearSchedule(torch.optim.SGD([param], lr=1.0), run, iters_per_epoch=10, ratio=0.1)
+    lrs = [sched.lr_at(e, i) for e in range(2) for i in range(10)]
+    assert sched.warmup == 2 and lrs[0] == pytest.approx(0.5) and lrs[1] == pytest.approx(1.0)
+    assert lrs[-1] == 0.0 and all(a >= b for a, b in zip(lrs[1:], lrs[2:]))  # linear decay after warmup
+    assert lrs[10] == pytest.approx((20 - 11) / 18)
