@@ -237,3 +237,15 @@ def test_lavis_protocol_scores_vtm_logit_plus_cosine() -> None:
     v, t = model.encode_video_for_retrieval(_video()), model.encode_text_for_retrieval(TEXTS)
     logits = model.vtm_logits(t["hidden"], t["mask"], v["tokens"])
     torch.testing.assert_close(model.score_pairs(v, t), logits[:, 1] + (v["embed"] * t["embed"]).sum(-1))
+
+
+def test_mlm_never_masks_special_tokens() -> None:
+    from paxion.systems.alpro.model import obj_mlm
+
+    model = _model()
+    ids, _ = model.tokenize(TEXTS * 20, 16)
+    torch.manual_seed(0)
+    masked, labels = obj_mlm(ids, 0.9, 30522)
+    special = (ids == 101) | (ids == 102) | (ids == 0)
+    assert torch.equal(masked[special], ids[special]) and (labels[special] == -100).all()
+    assert (labels[~special] != -100).float().mean() > 0.8  # 90 % of the words are targets

@@ -21,7 +21,7 @@ from torch import nn
 
 from paxion.backbones.base import CLIP_MEAN, CLIP_STD, Preprocess
 from paxion.backbones.singularity.bert import BertLMHead, additive_padding_mask
-from paxion.backbones.singularity.tokenizer import WordPieceTokenizer
+from paxion.backbones.singularity.tokenizer import SEP_ID, WordPieceTokenizer
 from paxion.backbones.timesformer.alpro import bert_init, build_text_encoder
 from paxion.backbones.timesformer.vit import TimeSformer, temporal_pool
 from paxion.dist import gather_features, get_rank
@@ -236,5 +236,7 @@ class Alpro(nn.Module):
 
 
 def obj_mlm(ids: torch.Tensor, prob: float, vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """BERT masking of the captions (shared with Singularity)."""
-    return mlm_mask(ids, prob, vocab_size)
+    """BERT masking of the captions (Singularity's), with [SEP] never masked: ALPRO excludes every special token."""
+    masked, labels = mlm_mask(ids, prob, vocab_size)
+    sep = ids == SEP_ID
+    return torch.where(sep, ids, masked), labels.masked_fill(sep, -100)
