@@ -120,3 +120,23 @@ def test_cli_preset_flag(tmp_path):
     with pytest.raises(SystemExit) as exc:
         cli(["--out", str(tmp_path / "e"), "--preset", "hard", "--frames", "4", "--min-frames", "9"])
     assert "min_frames" in str(exc.value.code)  # a one-line message, not a traceback
+
+
+def test_hard_foundation_model_ships_loads_strictly_and_is_blind_to_frame_order():
+    from safetensors.torch import load_file
+
+    from paxion.backbones.synth_hard import HARD_WEIGHTS_FILE, SYNTH_HARD_CONFIG
+    from paxion.backbones.synth import shipped_weights
+
+    path = shipped_weights().with_name(HARD_WEIGHTS_FILE)
+    assert path.stat().st_size <= 5 * 2**20
+    model = registry.get("backbone", "internvideo_synth_hard")()
+    model.load_state_dict(load_file(str(path)), strict=True)
+    model.eval()
+    torch.manual_seed(0)
+    video = torch.randn(2, SYNTH_HARD_CONFIG.num_frames, 3, 64, 64)
+    with torch.no_grad():
+        pooled, _ = model.encode_video(video)
+        pooled_rev, _ = model.encode_video(video.flip(1))
+    torch.testing.assert_close(pooled, pooled_rev, atol=1e-5, rtol=1e-5)  # frozen: sees no motion
+    assert not torch.allclose(pooled[0], pooled[1])

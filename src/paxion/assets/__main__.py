@@ -22,10 +22,12 @@ def main() -> None:
     parser.add_argument("kind", choices=["backbone", "patcher"])
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--backbone", default="internvideo_synth",
+                        help="registered backbone the exported weights must load into (backbone only)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.kind == "backbone":
-        out = export_backbone(args.checkpoint, args.out or HERE / WEIGHTS_FILE)
+        out = export_backbone(args.checkpoint, args.out or HERE / WEIGHTS_FILE, args.backbone)
     else:
         out = export_patcher(args.checkpoint, args.out or HERE / SHIPPED_PATCHER)
     print(f"wrote {out} ({out.stat().st_size / 2**20:.2f} MB)")
