@@ -137,6 +137,31 @@ def test_retrieval_forward_trains_all_objectives() -> None:
     assert model.mlm_head.predictions.decoder.weight is model.text_encoder.embeddings.word_embeddings.weight
 
 
+def test_itm_head_learns_planted_pairs_beyond_the_class_prior() -> None:
+    # 4 grey-level clips, each with its own word: separable only through the fusion layers' view of the video
+    # (uniform negatives, ITM alone). A head stuck at the 1:2 prior sits at its entropy, about 0.637.
+    model = retrieval(objectives=["itm"], itm_hard_neg=False, max_txt_l=8)
+    words = ["red", "green", "blue", "yellow"]
+    video = torch.linspace(0, 255, 4).to(torch.uint8).view(4, 1, 1, 1, 1).expand(4, 1, 3, SIZE, SIZE).contiguous()
+    prior = -(math.log(1 / 3) / 3 + 2 * math.log(2 / 3) / 3)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(120):
+        out = model({"video_input": video, "text_input": words})
+        optimizer.zero_grad()
+        out["loss"].backward()
+        optimizer.step()
+        losses.append(out["loss_itm"].item())
+    assert sum(losses[-30:]) / 30 < prior - 0.15
+    model.eval()
+    vs, ts = model.encode_video_for_retrieval(video), model.encode_text_for_retrieval(words)
+    scores = model.score_pairs(
+        {k: v.repeat_interleave(4, 0) for k, v in vs.items()}, {k: v.repeat(4, *[1] * (v.ndim - 1)) for k, v in ts.items()}
+    ).view(4, 4)  # (video, text)
+    mismatched = scores[~torch.eye(4, dtype=torch.bool)]
+    assert scores.diagonal().mean() > mismatched.mean() + 0.5  # a prior-only head scores them alike
+
+
 def test_single_frame_training_multi_frame_testing_by_config() -> None:
     model = retrieval(num_frames=1, num_frames_test=4).eval()
     assert model.preprocess.num_frames == 1 and model.num_frames_test == 4

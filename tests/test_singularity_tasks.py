@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -240,3 +241,26 @@ def test_segments_sampling_is_singularitys_rand_and_middle(synth: Path) -> None:
     assert fallback.tolist() == sorted(set(fallback.tolist())) and len(fallback) == 4
     _, indices = load_clip(synth / VIDEOS / "1.mp4", 4, strategy="segments")  # 8 frames, frame 0 included
     assert indices.tolist() == [0, 2, 4, 6]
+
+
+def test_didemo_reads_only_the_first_30_seconds(tmp_path: Path) -> None:
+    from paxion.data.synthetic.generate import encode_mp4
+
+    # 40 s at 1 fps; frame i has grey level 6 i, so a decoded frame tells its index
+    levels = (np.arange(40) * 6).astype(np.uint8)
+    encode_mp4(tmp_path / "long.mp4", np.broadcast_to(levels[:, None, None, None], (40, 32, 32, 3)).copy(), fps=1)
+    (tmp_path / "test.json").write_text(json.dumps([{"video": "long.mp4", "caption": ["a", "b"]}]))
+    paths = {"ann_root": str(tmp_path), "videos": str(tmp_path), "test_file": "test.json"}
+    builder = registry.get("dataset", "didemo_ret")({**paths, "train_file": None, "val_file": None})
+    assert builder.cfg.max_seconds == 30.0
+
+    def decoded_indices(b) -> list[int]:
+        video = b.build("test", num_frames=4, image_size=32, training=False)[0]["video"]  # (T, C, H, W)
+        return (video.float().mean((1, 2, 3)) / 6).round().long().tolist()
+
+    # evaluation "middle" over frames 0..30 (the window), not 0..39 (the file)
+    assert decoded_indices(builder) == [3, 10, 18, 26]
+    whole = registry.get("dataset", "didemo_ret")({**paths, "train_file": None, "val_file": None, "max_seconds": None})
+    assert decoded_indices(whole) == [4, 14, 24, 34]
+    with pytest.raises(ValueError, match="max_seconds"):
+        registry.get("dataset", "didemo_ret")({**paths, "max_seconds": 0})

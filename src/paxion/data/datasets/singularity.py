@@ -4,7 +4,9 @@ Formats (one JSON list per split, video names relative to ``videos``):
 
 * retrieval  ``{"video": name | [names], "caption": str | [str], "duration"?: float}``
   (``"image"`` is accepted for ``"video"``). Paragraph retrieval (DiDeMo, ActivityNet Captions) joins
-  a video's captions with spaces into one text. Multi-vision GT (SSv2-label/-template): each item is
+  a video's captions with spaces into one text. ``max_seconds`` reads only the start of every video
+  (a ``segment`` (0, max_seconds) on each record): DiDeMo's default 30 s is the window of the release's
+  ``didemo_2fps_360_trimed30`` videos, so untrimmed files are read as the trimmed ones. Multi-vision GT (SSv2-label/-template): each item is
   one caption whose ``video`` list holds all its ground-truth videos.
 * QA         ``{"video", "question", "answer": str | [str], "question_id"?, "answer_type"?}`` plus the
   dataset's ``answer_list`` JSON (a list of answer strings shared by every split).
@@ -104,6 +106,12 @@ class SingularityBuilder(DatasetBuilder):
 class RetrievalDataConfig(SingularityDataConfig):
     paragraph: bool = False  # DiDeMo / ActivityNet Captions: a video's captions joined into one text
     multi_vision_gt: bool = False  # SSv2-label/-template: each caption has several ground-truth videos
+    max_seconds: Optional[float] = None  # read only the first N seconds of each video (DiDeMo: 30)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.max_seconds is not None and not self.max_seconds > 0:
+            raise ValueError(f"max_seconds must be a positive number of seconds or null, got {self.max_seconds}")
 
 
 @registry.register("dataset", "singularity_retrieval")
@@ -134,6 +142,8 @@ class SingularityRetrievalData(SingularityBuilder):
                 raise AnnotationError(f"{where}: one video per item expected (set multi_vision_gt for lists)")
             for name in names:
                 base = {"video_path": self.video_path(name), "video_id": Path(name).stem}
+                if self.cfg.max_seconds is not None:
+                    base["segment"] = (0.0, float(self.cfg.max_seconds))
                 if training:
                     key = captions[0] if self.cfg.multi_vision_gt else Path(name).name
                     vid = group.setdefault(key, len(group))
@@ -252,6 +262,7 @@ class DiDeMoRetrieval(SingularityRetrievalData):
         val_file: Optional[str] = "didemo_ret_val.json"
         test_file: Optional[str] = "didemo_ret_test.json"
         paragraph: bool = True
+        max_seconds: Optional[float] = 30.0  # the release's videos are the first 30 s ("trimed30")
 
     name = "didemo_ret"
 
