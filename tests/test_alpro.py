@@ -249,3 +249,21 @@ def test_mlm_never_masks_special_tokens() -> None:
     special = (ids == 101) | (ids == 102) | (ids == 0)
     assert torch.equal(masked[special], ids[special]) and (labels[special] == -100).all()
     assert (labels[~special] != -100).float().mean() > 0.8  # 90 % of the words are targets
+
+
+def test_knowledge_patcher_backbone_loads_the_pretrained_file(tmp_path: Path) -> None:
+    from paxion.backbones.timesformer import ALPRO_TINY, AlproBackbone
+
+    official = _official_pretrained(tmp_path / "alpro_pretrained_ckpt.pt")
+    backbone = AlproBackbone(ALPRO_TINY).eval()
+    report = backbone.load_official_checkpoint(str(tmp_path / "alpro_pretrained_ckpt.pt"))
+    assert report.missing == [] and sorted(report.loaded) == sorted(backbone.state_dict())
+    assert "text_encoder.bert.encoder.layer.2.attention.self.query.weight" in report.unexpected  # joint layers
+    system = _model(seed=9)
+    load_checkpoint(system, str(tmp_path / "alpro_pretrained_ckpt.pt"))
+    video = _video(2)
+    with torch.no_grad():
+        pooled, tokens = backbone.encode_video(system.normalize_video(video))
+        expected = system.encode_video_for_retrieval(video)["embed"]
+    torch.testing.assert_close(F.normalize(pooled, dim=-1), expected)
+    assert tokens.shape == (2, 4, 5, 64) and len(official) > len(report.loaded)
