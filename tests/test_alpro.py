@@ -259,7 +259,7 @@ def test_knowledge_patcher_backbone_loads_the_pretrained_file(tmp_path: Path) ->
     report = backbone.load_official_checkpoint(str(tmp_path / "alpro_pretrained_ckpt.pt"))
     assert report.missing == [] and sorted(report.loaded) == sorted(backbone.state_dict())
     assert "text_encoder.bert.encoder.layer.2.attention.self.query.weight" in report.unexpected  # joint layers
-    system = _model(seed=9)
+    system = _model(seed=9).eval()
     load_checkpoint(system, str(tmp_path / "alpro_pretrained_ckpt.pt"))
     video = _video(2)
     with torch.no_grad():
