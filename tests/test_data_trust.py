@@ -218,6 +218,10 @@ def test_clips_unlike_the_model_input_are_reported_once_per_split(synth, tmp_pat
     assert build(synth, 8, 32) == []  # the shape the model takes: nothing to say
     found = build(synth, 16, 64)
     assert any("frames are repeated" in m for m in found) and any("upscaled" in m for m in found)
+    hard = tmp_path / "hard"  # variable-length clips: only their size is a generation setting
+    generate(hard, seed=0, preset="hard", num_train=2, num_val=2, num_test=0, frames=12, min_frames=10, size=32)
+    assert not any("generated" in m for m in build(hard, 8, 32))
+    assert any("generated at 32x32" in m and "takes 64x64" in m for m in build(hard, 8, 64))
 
 
 def test_generator_defaults_are_the_embedded_default_data():

@@ -194,7 +194,11 @@ def check_source_clips(dataset: VideoDataset) -> list[str]:
     generation = find_generation(dataset.records[0]["video_path"]) if dataset.records else None
     if generation is not None:
         gen_t, gen_s = int(generation["config"]["frames"]), int(generation["config"]["size"])
-        if (gen_t, gen_s) != (want_t, want_s):
+        if generation["config"].get("preset", "default") != "default":  # variable-length clips (the hard preset)
+            if gen_s != want_s:
+                found.append(f"{where}: these clips were generated at {gen_s}x{gen_s} ({generation['path']}), "
+                             f"the model takes {want_s}x{want_s}; regenerate with --size {want_s} to match")
+        elif (gen_t, gen_s) != (want_t, want_s):
             found.append(
                 f"{where}: these clips were generated with {gen_t} frames of {gen_s}x{gen_s} "
                 f"({generation['path']}), the model takes {want_t} frames of {want_s}x{want_s}: a model trained on "
