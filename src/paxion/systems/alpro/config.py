@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -41,8 +42,10 @@ class PromptBankConfig:
 class AlproConfig:
     arch: str = "alpro"
     size: str = "base"  # width preset: base | tiny
-    size_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. {text_layers: 12}; video: video_overrides
-    video_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. {gradient_checkpointing: true}
+    # Typed Any (default None) so that a YAML layer or the command line can add keys: a dict-typed field
+    # would be a closed struct under the config loader.
+    size_overrides: Any = None  # dict, e.g. {text_layers: 12, init_std: 0.2}; video: video_overrides
+    video_overrides: Any = None  # dict, e.g. {gradient_checkpointing: true}
     num_frames: int = 8  # training frames; rows of time_embed
     num_frames_test: int = 0  # 0: num_frames
     gradient_checkpointing: bool = False  # recompute TimeSformer blocks in backward (16-frame QA)
@@ -69,10 +72,20 @@ class AlproConfig:
         self.widths()
 
     def widths(self) -> AlproWidths:
+        sizes = _mapping(self.size_overrides, "size_overrides")
+        videos = _mapping(self.video_overrides, "video_overrides")
         fields = {f.name for f in dataclasses.fields(AlproWidths)} - {"video"}
-        unknown = sorted(set(self.size_overrides) - fields)
+        unknown = sorted(set(sizes) - fields)
         if unknown:
             raise ValueError(f"model.size_overrides: unknown {unknown}; valid: {sorted(fields)}")
-        base = dataclasses.replace(SIZES[self.size], **dict(self.size_overrides))
-        video = {"gradient_checkpointing": self.gradient_checkpointing, **dict(self.video_overrides)}
+        base = dataclasses.replace(SIZES[self.size], **sizes)
+        video = {"gradient_checkpointing": self.gradient_checkpointing, **videos}
         return base.with_frames(self.num_frames, **video)
+
+
+def _mapping(value: Any, key: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"model.{key} must be a mapping of width names to values, got {value!r}")
+    return {str(k): v for k, v in value.items()}
