@@ -144,3 +144,15 @@ def test_paxion_asset_resolver_points_into_the_package(tmp_path: Path) -> None:
     bad.write_text("task: {name: toy}\nmodel: {arch: toy_regressor}\nrun: {load_ckpt_path: '${paxion_asset:nope.bin}'}\n")
     with pytest.raises(ConfigError, match="nope.bin"):
         load_config(bad)
+
+
+def test_free_mapping_fields_take_new_keys_from_yaml_and_the_command_line(tmp_path):
+    """``dict``-typed fields (``model.size_overrides``) accept any key; misspelt fields are still refused."""
+    base = CONFIGS / "train/synthaction/singularity_ret.yaml"
+    layer = tmp_path / "wide.yaml"
+    layer.write_text(f"bases: [{base}]\nmodel:\n  size_overrides: {{text_width: 48}}\n")
+    cfg = load_config(layer, ["model.size_overrides.image_size=64"])
+    assert dict(cfg.model.size_overrides) == {"text_width": 48, "image_size": 64}
+    assert section(cfg, "model").size_overrides == {"text_width": 48, "image_size": 64}
+    with pytest.raises(ConfigError, match="size_overides"):
+        load_config(base, ["model.size_overides.image_size=64"])

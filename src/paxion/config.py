@@ -20,6 +20,7 @@ import dataclasses
 import json
 import os
 import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -274,7 +275,22 @@ def build_schema(layers: list[tuple[str, DictConfig]]) -> DictConfig:
                 techniques[name] = _component_schema("technique", str(name), src, f"techniques.{name}")
     schema.techniques = techniques
     OmegaConf.set_struct(schema, True)
+    _open_free_mappings(schema)
     return schema
+
+
+def _open_free_mappings(node: DictConfig) -> None:
+    """Fields typed ``dict[...]`` (e.g. ``model.size_overrides``) take any key; every other key stays checked."""
+    config_cls = OmegaConf.get_type(node)
+    hints = typing.get_type_hints(config_cls) if dataclasses.is_dataclass(config_cls) else {}
+    for key in node.keys():
+        child = node._get_node(key)
+        if not isinstance(child, DictConfig) or child._is_none() or child._is_missing():
+            continue
+        if typing.get_origin(hints.get(str(key))) is dict:
+            OmegaConf.set_struct(child, False)
+        else:
+            _open_free_mappings(child)
 
 
 def _valid_keys(schema: DictConfig, parent: str) -> list[str]:
