@@ -1,7 +1,7 @@
 """Decoding long videos: sequential PyAV vs seeking PyAV vs decord (vs torchcodec when installed).
 
     python benchmarks/decode.py                          # 3-min 30 fps 360p files, GOP 60 and 250, 3 B-frames
-    python benchmarks/decode.py --gop 250 --repeats 5 --cache-dir /tmp/long_videos
+    python benchmarks/decode.py --gop 250 --repeats 5 --cache-dir .cache/long_videos
 
 Writes the test files once into ``--cache-dir`` (default ``$PAXION_CACHE_ROOT/long_videos``, else
 ``~/.cache/paxion/long_videos``): per GOP a long file and a 2-second file of the same settings. Then,

@@ -3,7 +3,7 @@ caption from its twin's (a clip and its antonym twin share objects and placement
 the paper's temporal finding; the numbers are whatever the run measures.
 
     python benchmarks/singularity_motion.py                       # data under .cache, ~minutes on CPU
-    python benchmarks/singularity_motion.py --epochs 2 --data /tmp/small --pairs 20 --test-pairs 5  # a quick look
+    python benchmarks/singularity_motion.py --epochs 2 --data .cache/singularity_small --pairs 20 --test-pairs 5  # a quick look
 
 Trains ``configs/train/synthaction/singularity_ret.yaml`` (1 frame in training, 4 concatenated at test)
 and ``singularity_temporal_ret.yaml`` (4 frames, temporal embedding + temporal encoder) with the same
