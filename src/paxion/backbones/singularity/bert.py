@@ -21,6 +21,27 @@ from torch import nn
 PAD_MASK_VALUE = -10000.0  # xbert's additive mask value for padded keys
 
 
+@torch.no_grad()
+def bert_init_(module: nn.Module, std: float, skip: Optional[str] = None) -> None:
+    """BERT-style init in place, in ``named_modules`` order (the random draw order is part of the contract).
+
+    Linear / Conv2d / Embedding weights ~ N(0, std), zero biases and zero padding rows, unit LayerNorms;
+    submodules whose name starts with ``skip`` keep their own init.
+    """
+    for name, sub in module.named_modules():
+        if skip is not None and name.startswith(skip):
+            continue
+        if isinstance(sub, (nn.Linear, nn.Conv2d, nn.Embedding)):
+            sub.weight.normal_(0.0, std)
+            if getattr(sub, "bias", None) is not None:
+                sub.bias.zero_()
+            if getattr(sub, "padding_idx", None) is not None:
+                sub.weight[sub.padding_idx].zero_()
+        elif isinstance(sub, nn.LayerNorm):
+            sub.weight.fill_(1.0)
+            sub.bias.zero_()
+
+
 def additive_padding_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """attention_mask (B, L) with 1 = token, 0 = pad -> additive mask (B, 1, 1, L) in ``dtype``."""
     mask = rearrange(attention_mask, "b l -> b 1 1 l").to(dtype)

@@ -22,7 +22,7 @@ from torch import nn
 
 from paxion.backbones.base import FrameFeatures, LoadReport, Preprocess, TextInput, VideoTextBackbone
 from paxion.backbones.singularity.beit import BeitModel
-from paxion.backbones.singularity.bert import BertEncoder, BertTextEncoder
+from paxion.backbones.singularity.bert import BertEncoder, BertTextEncoder, bert_init_
 from paxion.backbones.singularity.convert import load_official_checkpoint
 from paxion.backbones.singularity.tokenizer import WordPieceTokenizer
 
@@ -154,16 +154,7 @@ class SingularityBackbone(VideoTextBackbone):
     @torch.no_grad()
     def _init_weights(self) -> None:
         """BERT-style init; only visible before a checkpoint is loaded (tests, tiny models)."""
-        for module in self.modules():
-            if isinstance(module, (nn.Linear, nn.Conv2d, nn.Embedding)):
-                module.weight.normal_(0.0, self.config.init_std)
-                if getattr(module, "bias", None) is not None:
-                    module.bias.zero_()
-                if getattr(module, "padding_idx", None) is not None:
-                    module.weight[module.padding_idx].zero_()
-            elif isinstance(module, nn.LayerNorm):
-                module.weight.fill_(1.0)
-                module.bias.zero_()
+        bert_init_(self, self.config.init_std)
         nn.init.normal_(self.vision_encoder.embeddings.cls_token, std=self.config.init_std)
 
     # ------------------------------------------------------------------ video

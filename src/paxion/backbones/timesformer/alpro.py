@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from paxion.backbones.base import FrameFeatures, LoadReport, Preprocess, TextInput, VideoTextBackbone
-from paxion.backbones.singularity.bert import BertTextEncoder
+from paxion.backbones.singularity.bert import BertTextEncoder, bert_init_
 from paxion.backbones.singularity.tokenizer import WordPieceTokenizer
 from paxion.backbones.timesformer.vit import (
     TIMESFORMER_BASE, TIMESFORMER_TINY, TimeSformer, TimeSformerConfig, frame_tokens,
@@ -77,23 +77,6 @@ def build_text_encoder(w: AlproWidths, layers: int) -> BertTextEncoder:
     )
 
 
-@torch.no_grad()
-def bert_init(module: nn.Module, std: float) -> None:
-    """BERT init (normal std, zero biases, unit LayerNorms) of every module outside the TimeSformer."""
-    for name, sub in module.named_modules():
-        if name.startswith("visual_encoder"):
-            continue
-        if isinstance(sub, (nn.Linear, nn.Embedding)):
-            sub.weight.normal_(0.0, std)
-            if getattr(sub, "bias", None) is not None:
-                sub.bias.zero_()
-            if getattr(sub, "padding_idx", None) is not None:
-                sub.weight[sub.padding_idx].zero_()
-        elif isinstance(sub, nn.LayerNorm):
-            sub.weight.fill_(1.0)
-            sub.bias.zero_()
-
-
 class AlproBackbone(VideoTextBackbone):
     """Frozen-backbone view of ALPRO; parameter names are the system's (``convert`` maps release files)."""
 
@@ -112,7 +95,7 @@ class AlproBackbone(VideoTextBackbone):
         self.vision_proj = nn.Linear(self.vision_width, widths.embed_dim)
         self.text_proj = nn.Linear(widths.text_width, widths.embed_dim)
         self.temp = nn.Parameter(torch.tensor(widths.temp_init))
-        bert_init(self, widths.init_std)
+        bert_init_(self, widths.init_std, skip="visual_encoder")
         self._tokenizer: WordPieceTokenizer | None = None
 
     def encode_frames(self, video: torch.Tensor) -> FrameFeatures:

@@ -20,9 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from paxion.backbones.base import CLIP_MEAN, CLIP_STD, Preprocess
-from paxion.backbones.singularity.bert import BertLMHead, additive_padding_mask
+from paxion.backbones.singularity.bert import BertLMHead, additive_padding_mask, bert_init_
 from paxion.backbones.singularity.tokenizer import SEP_ID, WordPieceTokenizer
-from paxion.backbones.timesformer.alpro import bert_init, build_text_encoder
+from paxion.backbones.timesformer.alpro import build_text_encoder
 from paxion.backbones.timesformer.vit import TimeSformer, temporal_pool
 from paxion.dist import gather_features, get_rank
 from paxion.registry import registry
@@ -68,7 +68,7 @@ class Alpro(nn.Module):
         if "pem" in wants:
             self.prompter = Prompter(w)
             self.mpm_head = mlp_head(w.text_width, len(self.prompter_entities()))
-        bert_init(self, w.init_std)
+        bert_init_(self, w.init_std, skip="visual_encoder")
         self._tokenizer: Optional[WordPieceTokenizer] = None
         self.reset_pixel_buffers()
         if cfg.pretrained:

@@ -16,8 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from paxion.backbones.singularity.bert import bert_init_
 from paxion.backbones.singularity.tokenizer import WordPieceTokenizer
-from paxion.backbones.timesformer.alpro import AlproWidths, bert_init, build_text_encoder
+from paxion.backbones.timesformer.alpro import AlproWidths, build_text_encoder
 from paxion.backbones.timesformer.vit import TimeSformer
 from paxion.systems.alpro import objectives as obj
 from paxion.systems.singularity.base import fit_tokens
@@ -44,7 +45,7 @@ class Prompter(nn.Module):
         self.text_proj = nn.Linear(widths.text_width, widths.embed_dim)
         self.temp = nn.Parameter(torch.tensor(widths.temp_init))
         self.register_buffer("video_prompt_feat", torch.zeros(0, widths.embed_dim), persistent=False)  # rebuilt
-        bert_init(self, widths.init_std)
+        bert_init_(self, widths.init_std, skip="visual_encoder")
 
     def train(self, mode: bool = True) -> "Prompter":
         return super().train(False)  # a frozen teacher: dropout and drop-path always off

@@ -20,7 +20,7 @@ from torch import nn
 
 from paxion.backbones.base import Preprocess
 from paxion.backbones.singularity.beit import BeitModel
-from paxion.backbones.singularity.bert import BertEncoder, BertTextEncoder
+from paxion.backbones.singularity.bert import BertEncoder, BertTextEncoder, bert_init_
 from paxion.backbones.singularity.model import SingularityConfig, temporal_embedding_rows
 from paxion.backbones.singularity.tokenizer import PAD_ID, SEP_ID, WordPieceTokenizer
 from paxion.systems.singularity.config import SingularityVideoConfig
@@ -110,16 +110,7 @@ class SingularityVideoText(nn.Module):
     def init_weights(self) -> None:
         """BERT-style init (std 0.02, zero biases, unit LayerNorms); a loaded checkpoint overwrites it."""
         std = self.widths.init_std
-        for module in self.modules():
-            if isinstance(module, (nn.Linear, nn.Conv2d, nn.Embedding)):
-                module.weight.normal_(0.0, std)
-                if getattr(module, "bias", None) is not None:
-                    module.bias.zero_()
-                if getattr(module, "padding_idx", None) is not None:
-                    module.weight[module.padding_idx].zero_()
-            elif isinstance(module, nn.LayerNorm):
-                module.weight.fill_(1.0)
-                module.bias.zero_()
+        bert_init_(self, std)
         for module in self.modules():  # a tied LM-head decoder was drawn after its embedding: pad rows again
             if isinstance(module, nn.Embedding) and module.padding_idx is not None:
                 module.weight[module.padding_idx].zero_()
