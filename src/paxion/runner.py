@@ -9,15 +9,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import random
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import ConcatDataset, Dataset
@@ -29,6 +26,7 @@ from paxion.data.skipped import SkippedVideos, missing_entries, unique_paths
 from paxion.logger import MetricLogger, progress
 from paxion.optim import build_optimizer, build_schedule
 from paxion.eval_outputs import concat_outputs, unique_by_idx
+from paxion.runner_state import TrainState, resume_from, resume_path, save_checkpoint, set_seed
 from paxion.run_guards import TrainGuard, TrainingInterrupted, ignore_stop_signals, may_become_best
 from paxion.samplers import build_eval_loader, build_train_loader
 from paxion.tasks.base import BaseTask, Batch
@@ -37,22 +35,6 @@ from paxion.techniques import build_techniques
 logger = logging.getLogger(__name__)
 
 AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-@dataclass
-class TrainState:
-    epoch: int = 0  # epoch to continue in
-    iter_in_epoch: int = 0  # iterations of that epoch already done
-    global_step: int = 0  # optimizer updates so far
-    best_metric: Optional[float] = None
-    best_epoch: int = -1
-    nonfinite_steps: int = 0  # updates skipped because of a non-finite loss (run.max_nonfinite_steps)
-
-
-def set_seed(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def log_trainable_parameters(model: nn.Module) -> None:
@@ -318,68 +300,20 @@ class Runner:
     # ------------------------------------------------------------------ checkpoints
 
     def _save(self, name: str, parts: dict) -> None:
-        rng = dist.all_gather_object(ckpt_lib.rng_state())  # every rank's streams: resume is exact per rank
-        if not dist.is_main():
-            return
-        payload = {
-            "format_version": ckpt_lib.FORMAT_VERSION,
-            "model": ckpt_lib.model_state(self.model, self.run.save_full_model),
-            "full_model": self.run.save_full_model,
-            **{key: part.state_dict() for key, part in parts.items()},
-            **asdict(self.state),
-            "rng": rng,
-            "world_size": dist.get_world_size(),
-            "config": OmegaConf.to_yaml(self.cfg, resolve=True),
-            "metrics_offset": self.metrics.offset(),  # metrics.jsonl bytes written so far: cut back on resume
-        }
-        ckpt_lib.atomic_save(payload, self.output_dir / name)
-        logger.info(
-            "saved %s (epoch %d, iter %d, step %d)",
-            name,
-            self.state.epoch,
-            self.state.iter_in_epoch,
-            self.state.global_step,
-        )
+        save_checkpoint(self.output_dir / name, self.model, self.cfg, self.run, self.state, parts, self.metrics)
 
     def _restore(self, parts: dict) -> Optional[dict]:
         """Resume (weights, optimizer, scaler, schedule, counters) or load start weights.
 
         Returns this rank's saved RNG state, to be set once everything is built.
         """
-        path = self.run.resume_ckpt_path
-        if path is None and self.run.resume == "auto":
-            path = ckpt_lib.find_latest(self.output_dir)
-            if path is None:
-                logger.info("run.resume=auto: no latest.pth in %s, starting fresh", self.output_dir)
+        path = resume_path(self.run, self.output_dir)
         if path is None:
             if self.run.load_ckpt_path:
                 self.load_weights(self.run.load_ckpt_path)
             return None
-        ckpt = ckpt_lib.load_for_resume(path)
-        ckpt_lib.load_model_weights(self.model, ckpt["model"], source=str(path))
-        for key, part in parts.items():
-            part.load_state_dict(ckpt[key])
-        self.state = TrainState(**{k: ckpt[k] for k in asdict(self.state) if k in ckpt})
-        if Path(path).resolve().parent == self.output_dir.resolve() and "metrics_offset" in ckpt:
-            dropped = self.metrics.truncate(ckpt["metrics_offset"])  # records of the lost steps
-            if dropped:
-                logger.info("metrics.jsonl: removed %d records written after %s was saved", dropped, path)
-        logger.info(
-            "resumed from %s at epoch %d, iter %d, step %d",
-            path,
-            self.state.epoch,
-            self.state.iter_in_epoch,
-            self.state.global_step,
-        )
-        if ckpt["world_size"] != dist.get_world_size():
-            logger.warning(
-                "checkpoint written by %d ranks, now %d: RNG streams restart from seeds",
-                ckpt["world_size"],
-                dist.get_world_size(),
-            )
-            set_seed(self.run.seed + dist.get_rank() + self.state.global_step)
-            return None
-        return ckpt["rng"][dist.get_rank()]
+        self.state, rng = resume_from(path, self.model, parts, self.run, self.output_dir, self.metrics)
+        return rng
 
     # ------------------------------------------------------------------ evaluation
 
