@@ -20,11 +20,11 @@ import torch.nn.functional as F
 from einops import rearrange, reduce
 from torch import nn
 
-from paxion.backbones.base import FrameFeatures, LoadReport, Preprocess, TextInput, VideoTextBackbone
+from paxion.backbones.base import FrameFeatures, LoadReport, Preprocess, VideoTextBackbone
 from paxion.backbones.singularity.beit import BeitModel
 from paxion.backbones.singularity.bert import BertEncoder, BertTextEncoder, bert_init_
 from paxion.backbones.singularity.convert import load_official_checkpoint
-from paxion.backbones.singularity.tokenizer import WordPieceTokenizer
+from paxion.backbones.singularity.text_side import BertTextSide
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ def temporal_embedding_rows(table: torch.Tensor, num_frames: int) -> torch.Tenso
     return rearrange(rows, "1 d t -> 1 t 1 d")
 
 
-class SingularityBackbone(VideoTextBackbone):
+class SingularityBackbone(BertTextSide, VideoTextBackbone):
     """Frozen-backbone view of Singularity-temporal; parameter names equal the official checkpoint's."""
 
     frame_order_invariant_frames = True  # BEiT sees one frame at a time
@@ -149,7 +149,6 @@ class SingularityBackbone(VideoTextBackbone):
         self.temp = nn.Parameter(torch.tensor(cfg.temp_init))
         self.itm_head = nn.Linear(cfg.text_width, 2)  # unused by Paxion; kept so the layout equals the original
         self._init_weights()
-        self._tokenizer: WordPieceTokenizer | None = None
 
     @torch.no_grad()
     def _init_weights(self) -> None:
@@ -189,29 +188,6 @@ class SingularityBackbone(VideoTextBackbone):
             hidden = rearrange(self.temporal_vision_encoder(sequences), "(b p) t d -> b t p d", b=batch)
         video = reduce(self.vision_proj(pooled), "b t e -> b e", "mean")
         return video, hidden
-
-    # ------------------------------------------------------------------ text
-    def encode_text(self, text: TextInput) -> tuple[torch.Tensor, torch.Tensor]:
-        """{"input_ids", "attention_mask"} (B, L) -> (pooled (B, E) from CLS, tokens (B, L, Dt))."""
-        device = self.text_proj.weight.device
-        tokens = self.text_encoder(text["input_ids"].to(device), text["attention_mask"].to(device))
-        return self.text_proj(tokens[:, 0]), tokens
-
-    @property
-    def tokenizer(self) -> WordPieceTokenizer:
-        if self._tokenizer is None:
-            self._tokenizer = WordPieceTokenizer()
-        return self._tokenizer
-
-    def tokenize(self, texts: list[str]) -> TextInput:
-        return self.tokenizer(texts)
-
-    def logit_scale(self) -> torch.Tensor:
-        return 1.0 / self.temp
-
-    def visual_projection_weight(self) -> torch.Tensor:
-        # the bias of vision_proj is not carried over: the baseline's projection is bias-free
-        return self.vision_proj.weight  # (E, Dv)
 
     def load_official_checkpoint(self, path: str) -> LoadReport:
         return load_official_checkpoint(self, path)

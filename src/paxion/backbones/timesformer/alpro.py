@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from paxion.backbones.base import FrameFeatures, LoadReport, Preprocess, TextInput, VideoTextBackbone
+from paxion.backbones.base import FrameFeatures, LoadReport, Preprocess, VideoTextBackbone
 from paxion.backbones.singularity.bert import BertTextEncoder, bert_init_
-from paxion.backbones.singularity.tokenizer import WordPieceTokenizer
+from paxion.backbones.singularity.text_side import BertTextSide
 from paxion.backbones.timesformer.vit import (
     TIMESFORMER_BASE, TIMESFORMER_TINY, TimeSformer, TimeSformerConfig, frame_tokens,
 )
@@ -77,7 +77,7 @@ def build_text_encoder(w: AlproWidths, layers: int) -> BertTextEncoder:
     )
 
 
-class AlproBackbone(VideoTextBackbone):
+class AlproBackbone(BertTextSide, VideoTextBackbone):
     """Frozen-backbone view of ALPRO; parameter names are the system's (``convert`` maps release files)."""
 
     frame_order_invariant_frames = False  # temporal attention mixes frames
@@ -96,7 +96,6 @@ class AlproBackbone(VideoTextBackbone):
         self.text_proj = nn.Linear(widths.text_width, widths.embed_dim)
         self.temp = nn.Parameter(torch.tensor(widths.temp_init))
         bert_init_(self, widths.init_std, skip="visual_encoder")
-        self._tokenizer: WordPieceTokenizer | None = None
 
     def encode_frames(self, video: torch.Tensor) -> FrameFeatures:
         return {"video": video}
@@ -106,26 +105,6 @@ class AlproBackbone(VideoTextBackbone):
         video = features["video"]
         tokens = self.visual_encoder(video)  # (B, 1 + N*T, D)
         return self.vision_proj(tokens[:, 0]), frame_tokens(tokens, video.shape[1])
-
-    def encode_text(self, text: TextInput) -> tuple[torch.Tensor, torch.Tensor]:
-        device = self.text_proj.weight.device
-        hidden = self.text_encoder(text["input_ids"].to(device), text["attention_mask"].to(device))
-        return self.text_proj(hidden[:, 0]), hidden
-
-    @property
-    def tokenizer(self) -> WordPieceTokenizer:
-        if self._tokenizer is None:
-            self._tokenizer = WordPieceTokenizer()
-        return self._tokenizer
-
-    def tokenize(self, texts: list[str]) -> TextInput:
-        return self.tokenizer(texts)
-
-    def logit_scale(self) -> torch.Tensor:
-        return 1.0 / self.temp
-
-    def visual_projection_weight(self) -> torch.Tensor:
-        return self.vision_proj.weight  # (E, Dv)
 
     def load_official_checkpoint(self, path: str) -> LoadReport:
         from paxion.backbones.timesformer.convert import load_alpro_checkpoint
