@@ -32,7 +32,9 @@ import numpy as np
 from paxion.data.synthetic import annotations as ann
 from paxion.data.synthetic.annotations import SSV2_VIDEOS
 from paxion.data.synthetic.hard import HardConfig, make_hard_specs, render_hard
-from paxion.data.synthetic.scenes import ACTIONS, COLORS, SHAPES, Scene, background, render, scene_states
+from paxion.data.synthetic.scenes import (
+    ACTIONS, COLORS, SHAPES, Scene, background, balanced_specs, render, scene_states,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -82,16 +84,7 @@ def clip_spec(clip_id: int, split: str, action: str, rng: np.random.Generator, c
 
 def make_specs(cfg: SynthConfig) -> list[dict[str, Any]]:
     """Balanced over actions within each split, shuffled, ids 1..N in split order."""
-    rng = np.random.default_rng(cfg.seed)
-    actions = sorted(ACTIONS)
-    specs, next_id = [], 1
-    for split, count in (("train", cfg.num_train), ("val", cfg.num_val), ("test", cfg.num_test)):
-        names = [actions[i % len(actions)] for i in range(count)]
-        rng.shuffle(names)
-        for action in names:
-            specs.append(clip_spec(next_id, split, action, rng, cfg))
-            next_id += 1
-    return specs
+    return balanced_specs(cfg, np.random.default_rng(cfg.seed), clip_spec)
 
 
 def render_spec(spec: dict[str, Any], cfg: SynthConfig, with_noise: bool = True) -> tuple[np.ndarray, np.ndarray]:

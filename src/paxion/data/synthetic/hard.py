@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from paxion.data.synthetic.scenes import (
-    ACTIONS, COLORS, OCCLUDER_RGB, SHAPES, ObjectState, _object_layers, _paint, forward_states,
+    ACTIONS, COLORS, OCCLUDER_RGB, SHAPES, ObjectState, _object_layers, _paint, balanced_specs, forward_states,
 )
 
 EASINGS = ("linear", "smoothstep", "ease_in", "ease_out")  # ease_in and ease_out mirror each other in time
@@ -94,15 +94,7 @@ def hard_clip_spec(clip_id: int, split: str, action: str, rng: np.random.Generat
 def make_hard_specs(cfg: HardConfig) -> list[dict[str, Any]]:
     """Balanced over actions within each split, shuffled, ids 1..N in split order (as the default preset)."""
     rng = np.random.default_rng([cfg.seed, 1])  # its own stream: never the default preset's clips
-    actions = sorted(ACTIONS)
-    specs, next_id = [], 1
-    for split, count in (("train", cfg.num_train), ("val", cfg.num_val), ("test", cfg.num_test)):
-        names = [actions[i % len(actions)] for i in range(count)]
-        rng.shuffle(names)
-        for action in names:
-            specs.append(hard_clip_spec(next_id, split, action, rng, cfg))
-            next_id += 1
-    return specs
+    return balanced_specs(cfg, rng, hard_clip_spec)
 
 
 def _forward_tracks(spec: dict[str, Any], cfg: HardConfig) -> dict[str, np.ndarray]:

@@ -11,6 +11,8 @@ Objects are drawn from signed-distance functions on a pixel grid for all frames 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable
+
 import numpy as np
 
 SHAPES = ("circle", "square", "triangle", "diamond", "cross", "ring")
@@ -56,6 +58,25 @@ ACTIONS: dict[str, tuple[ActionPair, bool]] = {}  # action name -> (pair, is_for
 for _pair in ACTION_PAIRS:
     ACTIONS[_pair.forward] = (_pair, True)
     ACTIONS[_pair.backward] = (_pair, False)
+
+
+def balanced_specs(
+    cfg: Any, rng: np.random.Generator, clip_spec: Callable[..., dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Clip specs balanced over actions within each split, shuffled, ids 1..N in split order.
+
+    ``cfg`` has ``num_train``/``num_val``/``num_test``; ``clip_spec(id, split, action, rng, cfg)`` draws one
+    clip from the same ``rng`` stream, so a preset's clips depend only on its seed.
+    """
+    actions = sorted(ACTIONS)
+    specs, next_id = [], 1
+    for split, count in (("train", cfg.num_train), ("val", cfg.num_val), ("test", cfg.num_test)):
+        names = [actions[i % len(actions)] for i in range(count)]
+        rng.shuffle(names)
+        for action in names:
+            specs.append(clip_spec(next_id, split, action, rng, cfg))
+            next_id += 1
+    return specs
 
 
 def template_of(action: str) -> str:
