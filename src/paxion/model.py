@@ -21,6 +21,7 @@ from torch import nn
 
 from paxion import losses
 from paxion.backbones.base import LoadReport, Preprocess, VideoTextBackbone, flip_time
+from paxion.feature_cache import FrozenFeatureCache
 from paxion.fuser import FuserConfig, build_fuser
 from paxion.patcher import PatcherConfig, TransformerPatcher, build_patcher
 from paxion.registry import registry
@@ -67,6 +68,10 @@ class PaxionConfig:
     eval_method: str = "default"  # default | ensemble_with_backbone | two_step_independent
     two_step_top_k: int = 50
     text_cache_size: int = 4096  # frozen text features kept while the backbone is in eval mode; 0: off
+    # frozen video features kept per clip (keyed by its pixels) while the backbone is in eval mode; 0: off.
+    # Pays off with backbone_mode: eval and clips that repeat across epochs (no colour jitter, uniform
+    # sampling; datasets' cache_clips then also skips their decoding); identical results either way
+    feature_cache_size: int = 0
 
     def __post_init__(self) -> None:
         if self.backbone_mode not in ("train", "eval"):
@@ -110,8 +115,9 @@ class PaxionModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.text_cache = TextFeatureCache(cfg.text_cache_size)
+        self.feature_cache = FrozenFeatureCache(cfg.feature_cache_size)
         # new weights (a checkpoint, best.pth after training) make every cached feature stale
-        self.register_load_state_dict_post_hook(_clear_text_cache)
+        self.register_load_state_dict_post_hook(_clear_caches)
         self.backbone: VideoTextBackbone = registry.get("backbone", cfg.backbone)()
         if cfg.backbone_ckpt:
             report = load_backbone_weights(self.backbone, cfg.backbone_ckpt)
@@ -171,6 +177,7 @@ class PaxionModel(nn.Module):
 
     def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> "PaxionModel":
         self.text_cache.clear()  # .to(device) / .half(): cached rows would keep the old device or dtype
+        self.feature_cache.clear()
         return super()._apply(fn, *args, **kwargs)
 
     def load_pretrained(self, path: str) -> LoadReport:
@@ -228,14 +235,30 @@ class PaxionModel(nn.Module):
             reversed_feats = self.backbone.encode_frames(video.flip(1))
         return {k: torch.cat([feats[k], reversed_feats[k]], dim=0) for k in feats}
 
+    def _backbone_fixed(self) -> bool:
+        """Whether the feature cache may serve: eval mode (no dropout), nothing trainable, no hook inside."""
+        if self.feature_cache.capacity == 0 or self.backbone.training:
+            return False
+        if any(p.requires_grad for p in self.backbone.parameters()):
+            return False
+        return not any(m._forward_hooks or m._forward_pre_hooks for m in self.backbone.modules())
+
+    def _backbone_features(self, video: torch.Tensor, with_reversed: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 (B, T, C, H, W) -> frozen pooled (V*B, E) and tokens (V*B, T, P, Dv), views stacked on dim 0."""
+        return self.backbone.aggregate(self._frame_features(self.normalize_video(video), with_reversed))
+
     def encode_video(
         self, video: torch.Tensor, *, with_reversed: bool = False, use_patcher: bool = True
     ) -> VideoEncoding:
         """uint8 (B, T, C, H, W) -> :class:`VideoEncoding` of 1 or 2 views (clip, reversed clip)."""
         views = 2 if with_reversed else 1
         with torch.no_grad():
-            feats = self._frame_features(self.normalize_video(video), with_reversed)
-            pooled, tokens = self.backbone.aggregate(feats)  # (V*B, E), (V*B, T, P, Dv)
+            if not self._backbone_fixed():
+                pooled, tokens = self._backbone_features(video, with_reversed)
+            else:
+                pooled, tokens = self.feature_cache.encode(
+                    video, views, lambda clips: self._backbone_features(clips, with_reversed)
+                )  # (V*B, E), (V*B, T, P, Dv)
         latents = fused = None
         if use_patcher:
             latents = self.patcher(tokens, views=views)  # (V*B, Q, D)
@@ -356,8 +379,9 @@ def _host_answers(batch: Batch, answer: torch.Tensor) -> list[int]:
     return [int(a) for a in answers]
 
 
-def _clear_text_cache(model: nn.Module, incompatible_keys: Any) -> None:
+def _clear_caches(model: nn.Module, incompatible_keys: Any) -> None:
     model.text_cache.clear()
+    model.feature_cache.clear()
 
 
 def _require(batch: Batch, key: str, why: str) -> Any:

@@ -32,7 +32,7 @@ from paxion.data.video import BACKENDS, SAMPLING_STRATEGIES, VideoDecodeError, l
 logger = logging.getLogger(__name__)
 
 SampleKey = Union[int, tuple[int, int]]
-_RECORD_ONLY = ("video_path", "segment", "fps")
+_RECORD_ONLY = ("video_path", "segment", "fps", "frame_texts")
 
 
 @dataclass
@@ -51,6 +51,9 @@ class VideoDataConfig:
     text_processor: str = "minimum_text"  # registered processor: minimum_text | ego4d_text
     text_prompt: str = ""
     max_words: int = 50
+    # keep each decoded clip in memory after its first read (per data-loader worker: use num_workers <= 1
+    # with persistent_workers); only for clips that are the same every epoch (refused otherwise)
+    cache_clips: bool = False
 
     def __post_init__(self) -> None:
         if self.decoder not in BACKENDS:
@@ -88,6 +91,15 @@ class VideoDataset(Dataset):
         self.num_frames, self.image_size, self.training = num_frames, image_size, training
         self.cfg, self.fps = cfg, fps
         self._warned: set[Any] = set()  # unreadable paths this process has logged
+        self._clips: Optional[dict[int, tuple[torch.Tensor, torch.Tensor]]] = None  # index -> (clip, indices)
+        if cfg.cache_clips:
+            # in training every strategy but uniform draws frames at random, and jitter recolours
+            redrawn = [k for k, on in (("color_jitter", cfg.color_jitter), ("frame_sampling", cfg.frame_sampling != "uniform"))
+                       if on]
+            if training and redrawn:
+                raise ValueError(f"{name}/{split}: cache_clips keeps clips across epochs, but {redrawn} draw them anew "
+                                 "each time; set color_jitter: false and frame_sampling: uniform, or cache_clips: false")
+            self._clips = {}
 
     def __len__(self) -> int:
         return len(self.records)
@@ -97,9 +109,10 @@ class VideoDataset(Dataset):
         """Retrieval: ground-truth caption index of every sample (into :attr:`texts`)."""
         return [int(r["text_idx"]) for r in self.records]
 
-    def _clip(self, record: dict[str, Any], generator: Optional[torch.Generator]) -> torch.Tensor:
+    def _clip(self, record: dict[str, Any], generator: Optional[torch.Generator]) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (uint8 (T, C, S, S) transformed clip, the source frame indices it was sampled from (T,))."""
         size = (self.image_size, self.image_size) if self.cfg.resize_on_decode else None
-        video, _ = load_clip(
+        video, indices = load_clip(
             record["video_path"],
             self.num_frames,
             backend=self.cfg.decoder,
@@ -110,7 +123,7 @@ class VideoDataset(Dataset):
             training=self.training,
             generator=generator,
         )
-        return video_transform(
+        video = video_transform(
             video,
             self.image_size,
             self.training,
@@ -118,6 +131,16 @@ class VideoDataset(Dataset):
             fix_color_jitter=self.cfg.fix_color_jitter,
             generator=generator,
         )  # (T, C, S, S) uint8
+        return video, indices
+
+    def _cached_clip(
+        self, i: int, record: dict[str, Any], generator: Optional[torch.Generator]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._clips is None:
+            return self._clip(record, generator)
+        if i not in self._clips:
+            self._clips[i] = self._clip(record, generator)
+        return self._clips[i]
 
     def __getitem__(self, key: SampleKey) -> dict[str, Any]:
         index, seed = (key if isinstance(key, tuple) else (key, None))
@@ -129,7 +152,7 @@ class VideoDataset(Dataset):
         for _ in range(self.cfg.max_replacements + 1):
             record = self.records[i]
             try:
-                video = self._clip(record, generator)
+                video, indices = self._cached_clip(i, record, generator)
             except VideoDecodeError as exc:
                 if self.cfg.strict:
                     raise
@@ -143,6 +166,8 @@ class VideoDataset(Dataset):
                 i = nxt
                 continue
             sample = {k: v for k, v in record.items() if k not in _RECORD_ONLY}
+            if "frame_texts" in record:  # one caption per source frame
+                sample["text"] = _frame_text(record, indices)
             sample.update(video=video, idx=i, skipped_videos=skipped)
             return sample
         raise VideoDecodeError(
@@ -154,6 +179,16 @@ class VideoDataset(Dataset):
         """The videos the annotations list but the disk lacks, as ``skipped_videos.json`` entries."""
         return [{"split": self.split, "dataset": self.name, "path": path, "error": "video file not found",
                  "replaced_by": None} for path in self.missing_videos]
+
+
+def _frame_text(record: dict[str, Any], indices: torch.Tensor) -> str:
+    """The caption of the frame drawn (single-frame training), else of the middle frame of the clip."""
+    texts = record["frame_texts"]
+    frame = int(indices[len(indices) // 2])
+    if not 0 <= frame < len(texts):
+        raise ValueError(f"{record['video_path']}: frame {frame} sampled, its annotation has captions for "
+                         f"{len(texts)} frames")
+    return texts[frame]
 
 
 def source_shape(path: str | Path, backend: str) -> Optional[tuple[int, int, int]]:

@@ -35,7 +35,11 @@ from paxion.backbones import synth  # noqa: F401  (registers internvideo_synth*)
 from paxion.backbones.base import VideoTextBackbone
 from paxion.config import section
 from paxion.data.annotations import read_json_list
+from paxion.data.base import LoadedSplit
 from paxion.data.collate import collate
+from paxion.data.synthetic.annotations import position_words
+from paxion.data.synthetic.scenes import object_phrase
+from paxion.data.text import build_text_processor
 from paxion.data.datasets.actionbench import ActionBenchSSv2
 from paxion.registry import registry
 from paxion.scoring import normalize
@@ -53,9 +57,20 @@ class SynthActionObjects(ActionBenchSSv2):
     @dataclass
     class Config(ActionBenchSSv2.Config):
         caption_field: str = "object_caption"
+        # True: each object phrase gets where the object is in the frame drawn ("a red circle at top left",
+        # from the annotation's object_positions), so the model learns where objects are, still not motion
+        position_words: bool = False
 
     name = "synthaction_objects"
     splits = ("train", "val")
+
+    def load(self, split: str) -> LoadedSplit:
+        loaded = super().load(split)
+        if self.cfg.position_words:
+            proc = build_text_processor(self.cfg.text_processor, self.cfg.text_prompt, self.cfg.max_words)
+            for record in loaded.records:
+                record["frame_texts"] = [proc(t) for t in record.pop("_frame_captions")]
+        return loaded
 
     def _load_train_val(self, root: Path, split: str) -> list[dict[str, Any]]:
         records = super()._load_train_val(root, split)
@@ -67,7 +82,21 @@ class SynthActionObjects(ActionBenchSSv2):
         captions = {str(item["id"]): item[key] for item in items}
         for record in records:
             record["text"] = captions[record["video_id"]]
+        if self.cfg.position_words:
+            by_id = {str(item["id"]): item for item in items}
+            for record in records:
+                record["_frame_captions"] = _positioned_captions(by_id[record["video_id"]], path)
         return records
+
+
+def _positioned_captions(item: dict[str, Any], path: Path) -> list[str]:
+    """One caption per frame: "a red circle at top left" (and "a blue square at middle right")."""
+    tracks, objects = item.get("object_positions"), item.get("objects")
+    if not tracks or not objects:
+        raise KeyError(f"{path}[id {item.get('id')}]: position_words needs 'object_positions' and 'objects' "
+                       "(SynthAction written by this version of the generator)")
+    phrases = [object_phrase(shape, colour) for shape, colour in objects]
+    return [" and ".join(f"a {p} at {position_words(x, y)}" for p, (x, y) in zip(phrases, frame)) for frame in tracks]
 
 
 @dataclass

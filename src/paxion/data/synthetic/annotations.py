@@ -1,8 +1,10 @@
 """SynthAction annotations in the formats of ActionBench-SSv2 and the SSv2 retrieval tasks.
 
-Besides the original fields, each item carries ``action``, ``antonym_action``, ``objects`` and
+Besides the original fields, each item carries ``action``, ``antonym_action``, ``objects``,
 ``object_caption`` ("a red circle"), the caption used to pre-train a model that knows objects but
-not actions.
+not actions, and ``object_positions``: per frame of the video file, the centre ``[x, y]`` (fractions of
+the frame width and height) of each of the action's objects, the kind of track Something-Else's boxes
+give for SSv2 (``synthaction_objects`` turns it into position words, see :func:`position_words`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from paxion.data.synthetic.scenes import ACTIONS, COLORS, SHAPES, antonym_of, object_phrase, template_of
+from paxion.data.synthetic.hard import HardConfig, hard_object_centres
+from paxion.data.synthetic.scenes import (
+    ACTIONS, COLORS, SHAPES, antonym_of, object_phrase, scene_states, template_of,
+)
 
 SSV2_ANN = Path("ActionBench/ssv2/shuffled_object_and_action_antonyms")
 SSV2_VIDEOS = Path("SSv2/video_clips/clips_downsampled_5fps_downsized_224x224")
@@ -39,7 +44,22 @@ def label_index() -> dict[str, str]:
     return {t: str(i) for i, t in enumerate(templates)}
 
 
-def item_for(spec: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+def object_centres(spec: dict[str, Any], cfg: Any) -> np.ndarray:
+    """(T, K, 2) centre (x, y) of each of the action's K objects in every frame of the clip, frame units."""
+    if isinstance(cfg, HardConfig):
+        return hard_object_centres(spec, cfg)
+    states, _ = scene_states(spec["action"], cfg.frames, spec["params"])
+    return np.stack([np.stack([st.cx, st.cy], 1) for st in states], 1)
+
+
+def position_words(x: float, y: float) -> str:
+    """Where a centre lies on a 3 x 3 grid of the frame: "top left", "middle centre", "bottom right"."""
+    rows, cols = ("top", "middle", "bottom"), ("left", "centre", "right")
+    cell = lambda v: min(max(int(v * 3), 0), 2)  # noqa: E731  (outside the frame counts as its edge)
+    return f"{rows[cell(y)]} {cols[cell(x)]}"
+
+
+def item_for(spec: dict[str, Any], rng: np.random.Generator, cfg: Any) -> dict[str, Any]:
     action, antonym = spec["action"], antonym_of(spec["action"])
     phrases = [object_phrase(s, c) for s, c in spec["objects"]]
     others = [object_phrase(s, c) for s in SHAPES for c in COLORS]
@@ -57,6 +77,7 @@ def item_for(spec: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
         "antonym_action": antonym,
         "objects": [list(o) for o in spec["objects"]],
         "object_caption": " and ".join(f"a {p}" for p in phrases),
+        "object_positions": np.round(object_centres(spec, cfg).astype(np.float64), 3).tolist(),
     }
 
 
@@ -76,7 +97,7 @@ def annotation_files(out: Path) -> list[Path]:
 
 def write_all(out: Path, specs: list[dict[str, Any]], iou: dict[int, float], cfg: Any) -> None:
     rng = np.random.default_rng([cfg.seed, 7])
-    items = {s["id"]: item_for(s, rng) for s in specs}
+    items = {s["id"]: item_for(s, rng, cfg) for s in specs}
     by_split: dict[str, list[dict[str, Any]]] = {"train": [], "val": [], "test": []}
     for s in specs:
         by_split[s["split"]].append(items[s["id"]])

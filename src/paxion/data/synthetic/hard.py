@@ -140,6 +140,22 @@ def _object(cx: np.ndarray, cy: np.ndarray, radius: np.ndarray, base: ObjectStat
     return ObjectState(f32(cx), f32(cy), f32(radius), base.angle, base.alpha, base.gap, base.stretch)
 
 
+def _placed(states: list[ObjectState], spec: dict[str, Any], shake: np.ndarray) -> list[ObjectState]:
+    """The action's objects as drawn: shifted by the clip's offset and the camera shake, scaled down."""
+    ox, oy = spec["offset"]
+    return [_object(st.cx + ox + shake[:, 0], st.cy + oy + shake[:, 1], st.radius * spec["scale"], st) for st in states]
+
+
+def hard_object_centres(spec: dict[str, Any], cfg: HardConfig) -> np.ndarray:
+    """(T, K, 2) centre (x, y) of each of the action's K objects in every frame, in frame units."""
+    pair, forward = ACTIONS[spec["action"]]
+    tracks = _forward_tracks(spec, cfg)
+    order = slice(None) if forward else slice(None, None, -1)
+    progress, shake = tracks["progress"][order].astype(np.float32), tracks["shake"][order]
+    states, _ = forward_states(pair.forward, progress, spec["params"])
+    return np.stack([np.stack([st.cx, st.cy], 1) for st in _placed(states, spec, shake)], 1)
+
+
 def render_hard(spec: dict[str, Any], cfg: HardConfig, with_noise: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """-> (frames uint8 (T, H, W, 3), visible coverage of the action's objects (T, H, W)) of one hard clip."""
     pair, forward = ACTIONS[spec["action"]]
@@ -158,8 +174,7 @@ def render_hard(spec: dict[str, Any], cfg: HardConfig, with_noise: bool = True) 
     states, occluder = forward_states(pair.forward, tracks["progress"].astype(np.float32), spec["params"])
     ox, oy = spec["offset"]
     coverage = np.zeros((num, size, size), dtype=np.float32)
-    for (shape, colour), st in zip(spec["objects"], states):
-        moved = _object(st.cx + ox + shake[:, 0], st.cy + oy + shake[:, 1], st.radius * spec["scale"], st)
+    for (shape, colour), st, moved in zip(spec["objects"], states, _placed(states, spec, shake)):
         body, marker = _object_layers(shape, moved, gx, gy, size)
         alpha = st.alpha[:, None, None]
         frames = _paint(frames, body * alpha, marker * alpha, COLORS[colour])
