@@ -348,3 +348,21 @@ def test_full_size_bf16_forward_on_gpu() -> None:
         reversed_pooled, _ = model.aggregate(flip_time(feats))
     assert pooled.shape == (2, 768) and tokens.shape == (2, 8, 257, 1024)
     assert torch.isfinite(pooled).all() and torch.isfinite(reversed_pooled).all()
+
+
+def test_sincos_position_init_gives_every_patch_its_own_strong_row():
+    import dataclasses
+
+    from paxion.backbones.internvideo.model import TINY_CONFIG, InternVideo, sincos_2d
+
+    rows = sincos_2d(4, 64)
+    assert rows.shape == (16, 64)
+    dist = torch.cdist(rows, rows)
+    assert dist[~torch.eye(16, dtype=torch.bool)].min() > 0.5  # distinct positions
+    model = InternVideo(dataclasses.replace(TINY_CONFIG, visual_pos_init="sincos"))
+    pos = model.visual.positional_embedding.detach()
+    assert torch.equal(pos[1:], rows) and not pos[0].any()
+    plain = InternVideo(TINY_CONFIG).visual.positional_embedding.detach()
+    assert pos[1:].norm(dim=1).mean() > 4 * plain[1:].norm(dim=1).mean()
+    with pytest.raises(ValueError, match="visual_pos_init"):
+        dataclasses.replace(TINY_CONFIG, visual_pos_init="learned")

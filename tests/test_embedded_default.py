@@ -42,3 +42,26 @@ def test_shipped_patcher_knows_actions(roots):
     assert shipped["action_antonym_accuracy"] >= 0.65
     assert shipped["video_reversal_accuracy"] >= 0.75
     assert shipped["object_shuffle_accuracy"] >= 0.85
+
+
+def test_every_quickstart_preset_names_configs_that_agree():
+    from paxion.config import load_config
+
+    for name, preset in quickstart.PRESETS.items():
+        cfgs = [load_config(quickstart.config_path(c), []) for c in (preset.train, preset.backbone, preset.patcher)]
+        assert len({c.paths.data_root for c in cfgs}) == 1, name
+        assert len({c.model.backbone for c in cfgs}) == 1, name
+        assert cfgs[2].model.pretrained.endswith(preset.shipped_patcher), name
+
+
+@pytest.mark.slow  # writes 290 hard clips (another draw of the hard val split), scores the shipped hard models
+def test_hard_preset_shipped_patcher_story(roots):
+    paths, root = roots
+    spec = dict(quickstart.PRESETS["hard"].data, num_train=40)
+    summary = quickstart.run(root / "hard", paths, eval_only=True, data_spec=spec, preset="hard")
+    before, after = summary["rows"][BACKBONE], summary["rows"]["+ shipped patcher"]
+    _check_backbone(before)
+    assert before["object_shuffle_accuracy"] >= 0.75
+    assert after["action_antonym_accuracy"] >= 0.70
+    assert after["video_reversal_accuracy"] >= 0.75
+    assert after["object_shuffle_accuracy"] >= before["object_shuffle_accuracy"] - 0.05

@@ -118,3 +118,16 @@ def test_old_annotations_without_tracks_are_refused_by_name(hard_data, tmp_path)
     path.write_text(json.dumps(items))
     with pytest.raises(KeyError, match="object_positions"):
         _objects_dataset(copy, "train", True, frame_sampling="single", position_words=True)
+
+
+def test_position_words_fraction_keeps_a_fixed_share_of_plain_captions(hard_data):
+    mixed = _objects_dataset(hard_data, "train", True, frame_sampling="single", position_words=True,
+                             position_words_fraction=0.5)
+    again = _objects_dataset(hard_data, "train", True, frame_sampling="single", position_words=True,
+                             position_words_fraction=0.5)
+    placed = [" at " in mixed[(i, 0)]["text"] for i in range(len(mixed))]
+    assert placed == [" at " in again[(i, 1)]["text"] for i in range(len(again))]  # fixed per clip, not per draw
+    assert 0 < sum(placed) < len(placed)
+    with pytest.raises(ValueError, match="position_words_fraction"):
+        _objects_dataset(hard_data, "train", True, frame_sampling="single", position_words=True,
+                         position_words_fraction=1.5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -98,6 +99,29 @@ def test_patcher_widths_come_from_the_backbone() -> None:
     baseline = build_patcher(PatcherConfig(name="transformer", heads=2), 10, 6, 2, False, 0.0)
     assert baseline(torch.randn(2, 2, 5, 10)).shape == (2, 1, 6)
     assert baseline.vision_adaptor.transformer_encoder.layers[0].linear1.out_features == 20
+
+
+def test_spatial_embedding_starts_as_the_original_and_tells_token_positions_apart() -> None:
+    torch.manual_seed(2)
+    plain = build_patcher(PatcherConfig(heads=2, dim_head=4, num_latents=3), 10, 6, 2, True, 0.0)
+    torch.manual_seed(2)
+    spatial = build_patcher(PatcherConfig(heads=2, dim_head=4, num_latents=3, spatial_embedding=True),
+                            10, 6, 2, True, 0.0, tokens_per_frame=5)
+    assert spatial.spatial_embedding.shape == (5, 10)
+    tokens = torch.randn(2, 2, 5, 10)
+    plain.eval(), spatial.eval()
+    torch.testing.assert_close(spatial(tokens), plain(tokens))  # zero at the start
+    swapped = tokens[:, :, [1, 0, 2, 3, 4]]  # the same content at other positions
+    torch.testing.assert_close(plain(swapped), plain(tokens))  # without it the patcher cannot tell
+    spatial(swapped).sum().backward()
+    assert spatial.spatial_embedding.grad.abs().sum() > 0
+    with torch.no_grad():
+        spatial.spatial_embedding.normal_()
+    assert not torch.allclose(spatial(swapped), spatial(tokens))
+    with pytest.raises(ValueError, match="positions"):
+        spatial(torch.randn(2, 2, 4, 10))
+    with pytest.raises(ValueError, match="perceiver option"):
+        build_patcher(PatcherConfig(name="transformer", heads=2, spatial_embedding=True), 10, 6, 2, False, 0.0, 5)
 
 
 def test_fusers_shapes_and_side_tuning_formula() -> None:

@@ -130,6 +130,7 @@ class PaxionModel(nn.Module):
             pre.num_frames,
             cfg.use_temporal_embedding,
             cfg.temporal_dropout,
+            self.backbone.tokens_per_frame,
         )
         self.fuser = build_fuser(cfg.fuser, self.backbone.embed_dim, self.patcher.out_dim)
         self.temp = nn.Parameter(torch.tensor(cfg.temp_init))

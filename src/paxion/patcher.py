@@ -1,7 +1,9 @@
 """Knowledge Patchers: trainable readers of the frozen backbone's video tokens.
 
 * ``perceiver`` (KP-Perceiver, the method): a Perceiver resampler over all frame tokens plus a learned
-  per-frame temporal embedding, giving ``num_latents`` vectors in the joint space.
+  per-frame temporal embedding, giving ``num_latents`` vectors in the joint space. ``spatial_embedding:
+  true`` (not in the original, off by default) also adds a learned per-token-position embedding, zero at
+  the start: for backbones whose last tokens no longer say where they are in the frame.
 * ``transformer`` (KP-Transformer, the baseline): one ``nn.TransformerEncoder`` layer over the tokens,
   mean-pooled and projected to the joint space; returned as a single latent so scoring is shared.
 
@@ -33,6 +35,7 @@ class PatcherConfig:
     num_latents: int = 16
     ff_mult: float = 2.0
     ff_dim: Optional[int] = None  # transformer only; None: 2 * vision_width (original InternVideo 2048)
+    spatial_embedding: bool = False  # perceiver only: add a learned embedding per token position (not original)
 
 
 @registry.register("patcher", "perceiver")
@@ -53,6 +56,8 @@ class PerceiverPatcher(nn.Module):
         ff_mult: float = 2.0,
         use_temporal_embedding: bool = True,
         temporal_dropout: float = 0.1,
+        spatial_embedding: bool = False,
+        tokens_per_frame: Optional[int] = None,
         **_unused: object,
     ) -> None:
         super().__init__()
@@ -66,6 +71,11 @@ class PerceiverPatcher(nn.Module):
         if use_temporal_embedding:
             self.temporal_embedding = nn.Parameter(torch.randn(num_frames, vision_width))
         self.temporal_dropout = nn.Dropout(temporal_dropout)
+        self.spatial_embedding: Optional[nn.Parameter] = None
+        if spatial_embedding:
+            if not tokens_per_frame:
+                raise ValueError("patcher.spatial_embedding needs the backbone's tokens_per_frame")
+            self.spatial_embedding = nn.Parameter(torch.zeros(tokens_per_frame, vision_width))
 
     def add_temporal_embedding(self, tokens: torch.Tensor, views: int = 1) -> torch.Tensor:
         """tokens (B, T, P, Dv) -> (B, T, P, Dv) with row t of the embedding added to every token of frame t.
@@ -86,6 +96,11 @@ class PerceiverPatcher(nn.Module):
     def forward(self, tokens: torch.Tensor, views: int = 1) -> torch.Tensor:
         """tokens (B, T, P, Dv) -> latents (B, Q, D), not normalised."""
         tokens = self.add_temporal_embedding(tokens, views)
+        if self.spatial_embedding is not None:
+            if tokens.shape[2] != self.spatial_embedding.shape[0]:
+                raise ValueError(f"patcher spatial embedding has {self.spatial_embedding.shape[0]} positions, "
+                                 f"video tokens have {tokens.shape[2]} per frame")
+            tokens = tokens + self.spatial_embedding.to(tokens.dtype)  # row p to token p of every frame
         return self.vision_perceiver(rearrange(tokens, "b t p d -> b (t p) d"))
 
 
@@ -136,8 +151,11 @@ def build_patcher(
     num_frames: int,
     use_temporal_embedding: bool,
     temporal_dropout: float,
+    tokens_per_frame: Optional[int] = None,
 ) -> nn.Module:
     """The registered patcher ``cfg.name`` with widths from the backbone."""
+    if cfg.spatial_embedding and cfg.name != "perceiver":
+        raise ValueError(f"patcher.spatial_embedding is a perceiver option; patcher '{cfg.name}' has none")
     cls = registry.get("patcher", cfg.name)
     return cls(
         vision_width,
@@ -152,4 +170,6 @@ def build_patcher(
         ff_dim=cfg.ff_dim,
         use_temporal_embedding=use_temporal_embedding,
         temporal_dropout=temporal_dropout,
+        spatial_embedding=cfg.spatial_embedding,
+        tokens_per_frame=tokens_per_frame,
     )

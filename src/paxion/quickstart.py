@@ -118,15 +118,16 @@ def run_config(name: str, overrides: Sequence[str], output_dir: Path, train: boo
     return results["val"]
 
 
-def export_patcher(ckpt_path: str | Path, out_path: str | Path) -> Path:
-    """The trainable weights (patcher, temp) of a training checkpoint -> safetensors (what the demo loads)."""
+def export_patcher(ckpt_path: str | Path, out_path: str | Path, config: Optional[str] = None) -> Path:
+    """The trainable weights (patcher, temp) of a training checkpoint -> safetensors (what the demo loads);
+    ``config`` (default: the embedded default's) is recorded in the file's metadata."""
     from safetensors.torch import save_file
 
     from paxion.checkpoint import load_checkpoint
 
     state = {k: v.contiguous() for k, v in load_checkpoint(ckpt_path)["model"].items()}
     out = Path(out_path)
-    save_file(state, str(out), metadata={"config": TRAIN_CONFIG, "source": Path(ckpt_path).name})
+    save_file(state, str(out), metadata={"config": config or TRAIN_CONFIG, "source": Path(ckpt_path).name})
     logger.info("exported %d patcher tensors to %s", len(state), out)
     return out
 

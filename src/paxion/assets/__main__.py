@@ -24,12 +24,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--backbone", default="internvideo_synth",
                         help="registered backbone the exported weights must load into (backbone only)")
+    parser.add_argument("--config", default=None,
+                        help="training config recorded in the patcher file's metadata (default: the embedded default's)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.kind == "backbone":
         out = export_backbone(args.checkpoint, args.out or HERE / WEIGHTS_FILE, args.backbone)
     else:
-        out = export_patcher(args.checkpoint, args.out or HERE / SHIPPED_PATCHER)
+        out = export_patcher(args.checkpoint, args.out or HERE / SHIPPED_PATCHER, args.config)
     print(f"wrote {out} ({out.stat().st_size / 2**20:.2f} MB)")
 
 

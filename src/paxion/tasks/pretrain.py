@@ -60,6 +60,7 @@ class SynthActionObjects(ActionBenchSSv2):
         # True: each object phrase gets where the object is in the frame drawn ("a red circle at top left",
         # from the annotation's object_positions), so the model learns where objects are, still not motion
         position_words: bool = False
+        position_words_fraction: float = 1.0  # share of the clips (fixed per clip id) that get them; others plain
 
     name = "synthaction_objects"
     splits = ("train", "val")
@@ -68,8 +69,13 @@ class SynthActionObjects(ActionBenchSSv2):
         loaded = super().load(split)
         if self.cfg.position_words:
             proc = build_text_processor(self.cfg.text_processor, self.cfg.text_prompt, self.cfg.max_words)
+            share = self.cfg.position_words_fraction
+            if not 0.0 <= share <= 1.0:
+                raise ValueError(f"position_words_fraction: {share} is not in [0, 1]")
             for record in loaded.records:
-                record["frame_texts"] = [proc(t) for t in record.pop("_frame_captions")]
+                captions = record.pop("_frame_captions")
+                if zlib.crc32(record["video_id"].encode()) % 1000 < share * 1000:
+                    record["frame_texts"] = [proc(t) for t in captions]
         return loaded
 
     def _load_train_val(self, root: Path, split: str) -> list[dict[str, Any]]:

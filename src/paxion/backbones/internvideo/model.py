@@ -44,6 +44,9 @@ class InternVideoConfig:
     extractor_mlp_ratio: float = 4.0
     extractor_dropout: float = 0.5
     extractor_zero_init: bool = True  # UniFormerV2 starts the extractor as a no-op (order-blind pooled vector)
+    # initial patch position embedding: normal (CLIP, std width^-0.5) | sincos (2-D sine-cosine rows of
+    # amplitude 1, MAE-style: a position signal strong enough to survive training from scratch)
+    visual_pos_init: str = "normal"
     embed_dim: int = 768
     text_width: int = 768
     text_layers: int = 12
@@ -57,6 +60,8 @@ class InternVideoConfig:
             raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
         if not self.extractor_blocks or list(self.extractor_blocks) != sorted(set(self.extractor_blocks)):
             raise ValueError(f"extractor_blocks must be non-empty, sorted and unique, got {self.extractor_blocks}")
+        if self.visual_pos_init not in ("normal", "sincos"):
+            raise ValueError(f"visual_pos_init: '{self.visual_pos_init}' is not one of ['normal', 'sincos']")
         if self.extractor_blocks[0] < 0 or self.extractor_blocks[-1] >= self.vision_layers:
             raise ValueError(f"extractor_blocks {self.extractor_blocks} outside 0..{self.vision_layers - 1}")
 
@@ -85,6 +90,18 @@ TINY_CONFIG = InternVideoConfig(
     context_length=16,
     vocab_size=64,
 )
+
+
+def sincos_2d(grid: int, width: int) -> torch.Tensor:
+    """(grid * grid, width) rows in raster order: half the channels encode x, half y, as sines and cosines
+    of geometric frequencies (MAE's fixed 2-D embedding)."""
+    if width % 4:
+        raise ValueError(f"a 2-D sine-cosine embedding needs width divisible by 4, got {width}")
+    freqs = 1.0 / 10000 ** (torch.arange(width // 4, dtype=torch.float64) / (width // 4))  # (W/4,)
+    ys, xs = torch.meshgrid(torch.arange(grid, dtype=torch.float64), torch.arange(grid, dtype=torch.float64),
+                            indexing="ij")
+    parts = [f(c.reshape(-1, 1) * freqs) for c in (xs, ys) for f in (torch.sin, torch.cos)]
+    return torch.cat(parts, dim=1).float()  # (G*G, W)
 
 
 def feature_key(block: int) -> str:
@@ -221,6 +238,10 @@ class InternVideo(VideoTextBackbone):
         vision_scale = cfg.vision_width**-0.5
         nn.init.normal_(self.visual.class_embedding, std=vision_scale)
         nn.init.normal_(self.visual.positional_embedding, std=vision_scale)
+        if cfg.visual_pos_init == "sincos":
+            with torch.no_grad():
+                self.visual.positional_embedding[0].zero_()  # the class token has no place in the grid
+                self.visual.positional_embedding[1:] = sincos_2d(cfg.grid_size, cfg.vision_width)
         nn.init.normal_(self.visual_proj, std=vision_scale)
         for block in self.visual.transformer.resblocks:
             init_block_(block, cfg.vision_layers)
