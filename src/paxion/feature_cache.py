@@ -13,31 +13,21 @@ Clear it whenever the backbone's weights may change (a checkpoint load, a device
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
 from typing import Callable, Hashable
 
 import torch
 from einops import rearrange
 
+from paxion.row_cache import RowCache
+
 Features = tuple[torch.Tensor, torch.Tensor]  # pooled (V*B, E), tokens (V*B, T, P, D), rows ordered (view, clip)
 
 
-class FrozenFeatureCache:
+class FrozenFeatureCache(RowCache):
     """Least-recently-used map: clip pixels -> (pooled (V, E), tokens (V, T, P, D)) on the compute device."""
 
     def __init__(self, capacity: int) -> None:
-        if capacity < 0:
-            raise ValueError(f"feature cache capacity must be >= 0, got {capacity}")
-        self.capacity = capacity
-        self.hits = 0
-        self.misses = 0
-        self._rows: OrderedDict[Hashable, Features] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    def clear(self) -> None:
-        self._rows.clear()
+        super().__init__(capacity, "feature")
 
     @staticmethod
     def keys(video: torch.Tensor, views: int) -> list[Hashable]:
@@ -52,23 +42,14 @@ class FrozenFeatureCache:
         """Features of ``video`` (B, T, C, H, W) uint8; ``compute`` maps a sub-batch (M, ...) to its features."""
         if self.capacity == 0:
             return compute(video)
-        keys = self.keys(video, views)
-        missing = list(dict.fromkeys(k for k in keys if k not in self._rows))  # unique, in order
-        self.misses += len(missing)
-        self.hits += len(keys) - len(missing)
-        fresh: dict[Hashable, Features] = {}
-        if missing:
-            first = {k: i for i, k in reversed(list(enumerate(keys)))}  # key -> first clip holding it
-            pooled, tokens = compute(video[torch.tensor([first[k] for k in missing], device=video.device)])
+
+        def rows(positions: list[int]) -> list[Features]:
+            pooled, tokens = compute(video[torch.tensor(positions, device=video.device)])
             pooled = rearrange(pooled, "(v m) e -> m v e", v=views)
             tokens = rearrange(tokens, "(v m) t p d -> m v t p d", v=views)
-            fresh = {k: (pooled[i], tokens[i]) for i, k in enumerate(missing)}
-        rows = [fresh[k] if k in fresh else self._rows[k] for k in keys]
-        for key, row in zip(keys, rows):  # refresh recency, insert the new rows, then evict the oldest
-            self._rows[key] = row
-            self._rows.move_to_end(key)
-        while len(self._rows) > self.capacity:
-            self._rows.popitem(last=False)
-        pooled = rearrange(torch.stack([r[0] for r in rows]), "b v e -> (v b) e")
-        tokens = rearrange(torch.stack([r[1] for r in rows]), "b v t p d -> (v b) t p d")
+            return list(zip(pooled.unbind(0), tokens.unbind(0)))
+
+        got = self.fetch(self.keys(video, views), rows)
+        pooled = rearrange(torch.stack([r[0] for r in got]), "b v e -> (v b) e")
+        tokens = rearrange(torch.stack([r[1] for r in got]), "b v t p d -> (v b) t p d")
         return pooled, tokens

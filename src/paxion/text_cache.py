@@ -13,30 +13,20 @@ dropout to its text layers, e.g. Singularity's BERT), and clear it whenever weig
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Callable, Hashable
 
 import torch
 
+from paxion.row_cache import RowCache
+
 TextInput = dict[str, torch.Tensor]
 
 
-class TextFeatureCache:
+class TextFeatureCache(RowCache):
     """Least-recently-used map: caption token ids -> feature row (E,) on the compute device."""
 
     def __init__(self, capacity: int) -> None:
-        if capacity < 0:
-            raise ValueError(f"text cache capacity must be >= 0, got {capacity}")
-        self.capacity = capacity
-        self.hits = 0
-        self.misses = 0
-        self._rows: OrderedDict[Hashable, torch.Tensor] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    def clear(self) -> None:
-        self._rows.clear()
+        super().__init__(capacity, "text")
 
     @staticmethod
     def keys(tokens: TextInput, device_type: str) -> list[Hashable]:
@@ -49,20 +39,9 @@ class TextFeatureCache:
         """Features (N, E) of the tokenised captions; ``compute`` maps a sub-batch of tokens to (M, E)."""
         if self.capacity == 0:
             return compute(tokens)
-        keys = self.keys(tokens, device_type)
-        missing = list(dict.fromkeys(k for k in keys if k not in self._rows))  # unique, in order
-        self.misses += len(missing)
-        self.hits += len(keys) - len(missing)
-        fresh: dict[Hashable, torch.Tensor] = {}
-        if missing:
-            first = {k: i for i, k in reversed(list(enumerate(keys)))}  # key -> first row holding it
-            rows = torch.tensor([first[k] for k in missing])
-            computed = compute({name: value[rows] for name, value in tokens.items()})  # (M, E)
-            fresh = dict(zip(missing, computed.unbind(0)))
-        out = torch.stack([fresh[k] if k in fresh else self._rows[k] for k in keys])  # (N, E)
-        for key in keys:  # refresh recency, insert the new rows, then evict the oldest
-            self._rows[key] = fresh[key] if key in fresh else self._rows[key]
-            self._rows.move_to_end(key)
-        while len(self._rows) > self.capacity:
-            self._rows.popitem(last=False)
-        return out
+
+        def rows(positions: list[int]) -> list[torch.Tensor]:
+            picked = torch.tensor(positions)
+            return list(compute({name: value[picked] for name, value in tokens.items()}).unbind(0))
+
+        return torch.stack(self.fetch(self.keys(tokens, device_type), rows))  # (N, E)

@@ -35,7 +35,6 @@ from paxion.backbones import synth  # noqa: F401  (registers internvideo_synth*)
 from paxion.backbones.base import VideoTextBackbone
 from paxion.config import section
 from paxion.data.annotations import read_json_list
-from paxion.data.base import LoadedSplit
 from paxion.data.collate import collate
 from paxion.data.synthetic.annotations import position_words
 from paxion.data.synthetic.scenes import object_phrase
@@ -65,19 +64,6 @@ class SynthActionObjects(ActionBenchSSv2):
     name = "synthaction_objects"
     splits = ("train", "val")
 
-    def load(self, split: str) -> LoadedSplit:
-        loaded = super().load(split)
-        if self.cfg.position_words:
-            proc = build_text_processor(self.cfg.text_processor, self.cfg.text_prompt, self.cfg.max_words)
-            share = self.cfg.position_words_fraction
-            if not 0.0 <= share <= 1.0:
-                raise ValueError(f"position_words_fraction: {share} is not in [0, 1]")
-            for record in loaded.records:
-                captions = record.pop("_frame_captions")
-                if zlib.crc32(record["video_id"].encode()) % 1000 < share * 1000:
-                    record["frame_texts"] = [proc(t) for t in captions]
-        return loaded
-
     def _load_train_val(self, root: Path, split: str) -> list[dict[str, Any]]:
         records = super()._load_train_val(root, split)
         path = root / ("validation.json" if split == "val" else "train.json")
@@ -88,10 +74,16 @@ class SynthActionObjects(ActionBenchSSv2):
         captions = {str(item["id"]): item[key] for item in items}
         for record in records:
             record["text"] = captions[record["video_id"]]
-        if self.cfg.position_words:
+        if self.cfg.position_words:  # processed here: the base class processes only the record's own texts
+            share = self.cfg.position_words_fraction
+            if not 0.0 <= share <= 1.0:
+                raise ValueError(f"position_words_fraction: {share} is not in [0, 1]")
+            proc = build_text_processor(self.cfg.text_processor, self.cfg.text_prompt, self.cfg.max_words)
             by_id = {str(item["id"]): item for item in items}
             for record in records:
-                record["_frame_captions"] = _positioned_captions(by_id[record["video_id"]], path)
+                frame_captions = _positioned_captions(by_id[record["video_id"]], path)
+                if zlib.crc32(record["video_id"].encode()) % 1000 < share * 1000:
+                    record["frame_texts"] = [proc(t) for t in frame_captions]
         return records
 
 

@@ -146,21 +146,33 @@ def _placed(states: list[ObjectState], spec: dict[str, Any], shake: np.ndarray) 
     return [_object(st.cx + ox + shake[:, 0], st.cy + oy + shake[:, 1], st.radius * spec["scale"], st) for st in states]
 
 
+def _clip_tracks(spec: dict[str, Any], cfg: HardConfig) -> dict[str, np.ndarray]:
+    """:func:`_forward_tracks` in the clip's own frame order: backward actions read every track reversed."""
+    _, forward = ACTIONS[spec["action"]]
+    order = slice(None) if forward else slice(None, None, -1)
+    return {k: np.ascontiguousarray(v[order]) for k, v in _forward_tracks(spec, cfg).items()}
+
+
+def _action_objects(
+    spec: dict[str, Any], tracks: dict[str, np.ndarray]
+) -> tuple[list[ObjectState], list[ObjectState], np.ndarray | None]:
+    """-> (the action's object states, the same as drawn, the occluder's x track or None)."""
+    pair, _ = ACTIONS[spec["action"]]
+    states, occluder = forward_states(pair.forward, tracks["progress"].astype(np.float32), spec["params"])
+    return states, _placed(states, spec, tracks["shake"]), occluder
+
+
 def hard_object_centres(spec: dict[str, Any], cfg: HardConfig) -> np.ndarray:
     """(T, K, 2) centre (x, y) of each of the action's K objects in every frame, in frame units."""
-    pair, forward = ACTIONS[spec["action"]]
-    tracks = _forward_tracks(spec, cfg)
-    order = slice(None) if forward else slice(None, None, -1)
-    progress, shake = tracks["progress"][order].astype(np.float32), tracks["shake"][order]
-    states, _ = forward_states(pair.forward, progress, spec["params"])
-    return np.stack([np.stack([st.cx, st.cy], 1) for st in _placed(states, spec, shake)], 1)
+    _, placed, _ = _action_objects(spec, _clip_tracks(spec, cfg))
+    return np.stack([np.stack([st.cx, st.cy], 1) for st in placed], 1)
 
 
 def render_hard(spec: dict[str, Any], cfg: HardConfig, with_noise: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """-> (frames uint8 (T, H, W, 3), visible coverage of the action's objects (T, H, W)) of one hard clip."""
-    pair, forward = ACTIONS[spec["action"]]
-    order = slice(None) if forward else slice(None, None, -1)  # backward actions read every track reversed
-    tracks = {k: np.ascontiguousarray(v[order]) for k, v in _forward_tracks(spec, cfg).items()}
+    _, forward = ACTIONS[spec["action"]]
+    order = slice(None) if forward else slice(None, None, -1)  # pixel noise: drawn on the forward clock, read in clip order
+    tracks = _clip_tracks(spec, cfg)
     rng = np.random.default_rng([cfg.seed, spec["id"], 1])
     size, num = cfg.size, spec["frames"]
     g = ((np.arange(size) + 0.5) / size).astype(np.float32)
@@ -171,10 +183,10 @@ def render_hard(spec: dict[str, Any], cfg: HardConfig, with_noise: bool = True) 
         st = _object(path[:, 0] + shake[:, 0], path[:, 1] + shake[:, 1], np.full(num, d[6]))
         body, marker = _object_layers(d[0], st, gx, gy, size)
         frames = _paint(frames, body, marker, COLORS[d[1]])
-    states, occluder = forward_states(pair.forward, tracks["progress"].astype(np.float32), spec["params"])
+    states, placed, occluder = _action_objects(spec, tracks)
     ox, oy = spec["offset"]
     coverage = np.zeros((num, size, size), dtype=np.float32)
-    for (shape, colour), st, moved in zip(spec["objects"], states, _placed(states, spec, shake)):
+    for (shape, colour), st, moved in zip(spec["objects"], states, placed):
         body, marker = _object_layers(shape, moved, gx, gy, size)
         alpha = st.alpha[:, None, None]
         frames = _paint(frames, body * alpha, marker * alpha, COLORS[colour])
