@@ -61,7 +61,7 @@ def test_hard_preset_shipped_patcher_story(roots):
     summary = quickstart.run(root / "hard", paths, eval_only=True, data_spec=spec, preset="hard")
     before, after = summary["rows"][BACKBONE], summary["rows"]["+ shipped patcher"]
     _check_backbone(before)
-    assert before["object_shuffle_accuracy"] >= 0.75
-    assert after["action_antonym_accuracy"] >= 0.70
-    assert after["video_reversal_accuracy"] >= 0.75
-    assert after["object_shuffle_accuracy"] >= before["object_shuffle_accuracy"] - 0.05
+    assert before["object_shuffle_accuracy"] >= 0.80  # measured 84.0 on this draw (84.8 on the preset's own val)
+    assert after["action_antonym_accuracy"] >= 0.75  # 79.6
+    assert after["video_reversal_accuracy"] >= 0.78  # 82.8
+    assert after["object_shuffle_accuracy"] >= before["object_shuffle_accuracy"]  # 88.0

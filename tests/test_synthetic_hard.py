@@ -140,3 +140,33 @@ def test_hard_foundation_model_ships_loads_strictly_and_is_blind_to_frame_order(
         pooled_rev, _ = model.encode_video(video.flip(1))
     torch.testing.assert_close(pooled, pooled_rev, atol=1e-5, rtol=1e-5)  # frozen: sees no motion
     assert not torch.allclose(pooled[0], pooled[1])
+
+
+def test_hard_foundation_recipe_chains_stage_two_onto_stage_one_export(tmp_path):
+    """Stage 2 (plain captions) starts from the file stage 1's export command writes, and trains nothing
+    of the temporal taps (single-frame clips): the chain the shipped weights were made by."""
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    from paxion.backbones.synth import shipped_weights
+    from paxion.backbones.synth_hard import HARD_WEIGHTS_FILE
+    from paxion.config import load_config
+
+    pretrain = Path(__file__).resolve().parents[1] / "configs" / "pretrain" / "synthaction"
+    out = f"paths.output_root={tmp_path}"
+    one = load_config(pretrain / "internvideo_synth_hard_positions.yaml", [out])
+    two = load_config(pretrain / "internvideo_synth_hard.yaml", [out])
+    assert one.datasets.synthaction_objects.position_words and not two.datasets.synthaction_objects.position_words
+    assert one.model.backbone == two.model.backbone == "internvideo_synth_hard"
+    assert one.model.backbone_ckpt is None  # stage 1 starts from the random initialisation
+    stage_one_export = Path(one.run.output_dir).with_suffix(".safetensors")
+    assert Path(two.model.backbone_ckpt) == stage_one_export
+    assert (two.run.max_epoch, two.run.init_lr) == (10, 1.0e-3) and two.run.output_dir != one.run.output_dir
+
+    stage_one_export.parent.mkdir(parents=True)
+    stage_one_export.write_bytes(shipped_weights().with_name(HARD_WEIGHTS_FILE).read_bytes())
+    model = registry.get("task", two.task.name)(two).build_model()
+    expected = load_file(str(stage_one_export))
+    got = model.backbone.state_dict()
+    assert set(got) == set(expected) and all(torch.equal(got[k], expected[k]) for k in expected)

@@ -5,7 +5,10 @@ taps at zero) taking 64 x 64 frames in 8 px patches (an 8 x 8 token grid: the ha
 objects get tokens of their own), with the patch position embedding started as 2-D sines and cosines:
 trained from scratch on cluttered frames, the tiny model's last tokens otherwise lose where they are,
 and the Knowledge Patcher, which reads them, cannot see which way an object moves.
-The shipped weights load with ``model.backbone_ckpt=${paxion_asset:internvideo_synth_hard.safetensors}``.
+The shipped weights were pre-trained in two stages (captions with position words, then plain object
+captions: ``configs/pretrain/synthaction/internvideo_synth_hard_positions.yaml``, then
+``internvideo_synth_hard.yaml``) and load with
+``model.backbone_ckpt=${paxion_asset:internvideo_synth_hard.safetensors}``.
 """
 
 from __future__ import annotations
