@@ -108,11 +108,11 @@ class PretrainModelConfig:
     # object captions learns to ignore the other words, so a frozen copy gives a caption and its action
     # antonym nearly the same vector and the Knowledge Patcher cannot separate them (AA 51 % vs 70 %).
     text_trainable: str = "all"
+    gather_with_grad: bool = True  # other ranks' gathered features carry gradients (CLIP's full-batch loss)
 
     def __post_init__(self) -> None:
         if self.text_trainable not in ("all", "projection"):
             raise ValueError(f"model.text_trainable: '{self.text_trainable}' is not one of ['all', 'projection']")
-    gather_with_grad: bool = True
 
 
 @registry.register("model", "backbone_pretrain")
