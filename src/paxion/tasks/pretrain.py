@@ -71,15 +71,14 @@ class SynthActionObjects(ActionBenchSSv2):
         items = read_json_list(path)
         if items and key not in items[0]:
             raise KeyError(f"{path}: no caption field '{key}'; fields: {sorted(items[0])}")
-        captions = {str(item["id"]): item[key] for item in items}
+        by_id = {str(item["id"]): item for item in items}
         for record in records:
-            record["text"] = captions[record["video_id"]]
+            record["text"] = by_id[record["video_id"]][key]
         if self.cfg.position_words:  # processed here: the base class processes only the record's own texts
             share = self.cfg.position_words_fraction
             if not 0.0 <= share <= 1.0:
                 raise ValueError(f"position_words_fraction: {share} is not in [0, 1]")
             proc = build_text_processor(self.cfg.text_processor, self.cfg.text_prompt, self.cfg.max_words)
-            by_id = {str(item["id"]): item for item in items}
             for record in records:
                 frame_captions = _positioned_captions(by_id[record["video_id"]], path)
                 if zlib.crc32(record["video_id"].encode()) % 1000 < share * 1000:
