@@ -18,7 +18,7 @@ except ImportError:  # not installed: use the checkout next to this file
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from paxion.api import load_model, score_captions, score_reversal
-from paxion.demo import DEMO_CLIP, asset, demo_texts, format_scores
+from paxion.cli.demo import DEMO_CLIP, asset, demo_texts, format_scores
 
 
 def main(argv=None) -> None:
@@ -43,6 +43,6 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    from paxion.train import run_cli  # a wrong file, key or name: one line, exit 1
+    from paxion.cli.train import run_cli  # a wrong file, key or name: one line, exit 1
 
     run_cli(main)

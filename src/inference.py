@@ -14,7 +14,7 @@ try:
 except ImportError:  # not installed: use the checkout next to this file
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from paxion.inference import main
+from paxion.cli.inference import main
 
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -8,7 +8,7 @@ try:
 except ImportError:  # not installed: use the checkout next to this file
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from paxion.train import cli
+from paxion.cli.train import cli
 
 if __name__ == "__main__":
     cli()

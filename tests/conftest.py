@@ -75,7 +75,7 @@ def toy_run_argv():
 @pytest.fixture(scope="session")
 def toy_baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Output folder of one uninterrupted default toy run (2 epochs, no workers), shared by tests."""
-    from paxion.train import main
+    from paxion.cli.train import main
 
     out = tmp_path_factory.mktemp("toy_baseline")
     main(toy_argv(out))

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from paxion.checkpoint import model_state
+from paxion.engine.checkpoint import model_state
 from paxion.config import RunConfig
 from paxion.data.annotations import AnnotationError
 from paxion.data.datasets.ssv2_list import collate_actions, read_list
 from paxion.modules.frozen_llm_block import FrozenLLMBlockConfig
-from paxion.optim import build_optimizer, build_schedule
+from paxion.engine.optim import build_optimizer, build_schedule
 from paxion.systems.videomae.model import VideoMAEClassifier, VideoMAEClassifierConfig
 from paxion.systems.videomae.objectives import MixupConfig, mix_batch, random_erasing, smooth_one_hot
 from paxion.tasks.action_recognition import merge_views, topk_correct
@@ -247,7 +247,7 @@ def test_one_tiny_epoch_end_to_end(synth_lists: Path, tmp_path: Path) -> None:
     import json
 
     from paxion.data.synthetic.action_lists import LISTS, videos_dir
-    from paxion.train import main
+    from paxion.cli.train import main
 
     cfg = Path(__file__).resolve().parents[1] / "configs/train/synthaction_actions/vit_mini_llm.yaml"
     out = tmp_path / "run"

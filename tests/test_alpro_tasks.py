@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from paxion.data.annotations import AnnotationError
 from paxion.data.synthetic.alpro_formats import generate_alpro, videos_dir
-from paxion.metrics import first_hit_ranks
+from paxion.tasks.metrics import first_hit_ranks
 from paxion.registry import registry
 from paxion.systems.alpro import Alpro, AlproConfig
 from paxion.tasks import alpro_metrics

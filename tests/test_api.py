@@ -14,9 +14,9 @@ from paxion.api import VideoPreprocess, asset
 from paxion.config import load_config
 from paxion.data.synthetic import generate
 from paxion.data.video import open_video
-from paxion.demo import demo_texts
-from paxion.fuser import FuserConfig
-from paxion.model import PaxionConfig
+from paxion.cli.demo import demo_texts
+from paxion.systems.paxion.fuser import FuserConfig
+from paxion.systems.paxion.model import PaxionConfig
 from paxion.registry import registry
 
 REPO = Path(__file__).resolve().parents[1]

@@ -16,8 +16,8 @@ import pytest
 import torch
 from torch import nn
 
-from paxion import checkpoint as ckpt_lib
-from paxion.checkpoint import CheckpointError, atomic_save, load_checkpoint, load_model_weights, model_state
+from paxion.engine import checkpoint as ckpt_lib
+from paxion.engine.checkpoint import CheckpointError, atomic_save, load_checkpoint, load_model_weights, model_state
 
 
 def _model() -> nn.Module:
@@ -71,7 +71,7 @@ def test_failed_save_keeps_previous_checkpoint(tmp_path: Path, monkeypatch: pyte
 # as a full disk would (EFBIG instead of ENOSPC)
 _LIMITED_WRITER = """
 import resource, signal, sys, torch
-from paxion import checkpoint
+from paxion.engine import checkpoint
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the process dies instead of seeing the error
 checkpoint.atomic_save({"model": {"w": torch.ones(1000)}}, sys.argv[1])
 resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
@@ -181,7 +181,7 @@ def test_unsafe_or_foreign_files_are_refused(tmp_path: Path) -> None:
 
 def test_trainable_parameter_saved_under_another_name_round_trips() -> None:
     """InternVideo stores ``logit_scale_param`` under the official key ``logit_scale``."""
-    from paxion.checkpoint import load_model_weights, model_state
+    from paxion.engine.checkpoint import load_model_weights, model_state
     from paxion.registry import registry
 
     backbone = registry.get("backbone", "internvideo_tiny")()

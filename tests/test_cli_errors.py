@@ -12,7 +12,7 @@ import pytest
 
 from paxion.backbones.base import CheckpointError
 from paxion.config import ConfigError
-from paxion.train import main, run_cli
+from paxion.cli.train import main, run_cli
 
 from conftest import CONFIGS, toy_argv
 
@@ -108,7 +108,7 @@ def test_debug_shows_the_exception(tmp_path: Path) -> None:
 def test_real_command_line_prints_one_line_and_exits_1(tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, "-m", "paxion.train", *toy_argv(out, batch_size_train=-4)],
+        [sys.executable, "-m", "paxion.cli.train", *toy_argv(out, batch_size_train=-4)],
         capture_output=True,
         text=True,
         env={**os.environ, "OMP_NUM_THREADS": "1", "PAXION_DEBUG": ""},
@@ -131,7 +131,7 @@ def test_disk_full_is_one_line_naming_the_file(
 ) -> None:
     import errno
 
-    from paxion import runner
+    from paxion.engine import runner
 
     def full_disk(cfg: object, output_dir: Path) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(Path(output_dir) / "config.yaml"))
@@ -144,7 +144,7 @@ def test_disk_full_is_one_line_naming_the_file(
 def test_other_os_errors_keep_their_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import errno
 
-    from paxion import runner
+    from paxion.engine import runner
 
     def broken(cfg: object, output_dir: Path) -> None:
         raise OSError(errno.EIO, "Input/output error")

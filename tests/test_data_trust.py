@@ -13,14 +13,14 @@ import pytest
 import torch
 
 import paxion  # noqa: F401  (registers builders and tasks)
-from paxion import quickstart
+from paxion.cli import quickstart
 from paxion.config import load_config
 from paxion.data.base import VideosNotFoundError
 from paxion.data.synthetic import generate
 from paxion.data.synthetic.__main__ import main as synth_main
 from paxion.data.synthetic.generate import MARKER, OverwriteError, SynthConfig
-from paxion.evaluate import main as evaluate_main
-from paxion.metrics import NO_PREDICTION, accuracy, first_hit_ranks, macro_f1, predict
+from paxion.cli.evaluate import main as evaluate_main
+from paxion.tasks.metrics import NO_PREDICTION, accuracy, first_hit_ranks, macro_f1, predict
 from paxion.registry import registry
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,8 +80,8 @@ def test_each_unreadable_or_missing_video_is_counted_once(synth, tmp_path, caplo
 
 
 def test_a_second_pass_over_the_split_adds_no_entries(synth, tmp_path):
-    from paxion.runner import Runner
-    from paxion.train import build_runner
+    from paxion.engine.runner import Runner
+    from paxion.cli.train import build_runner
 
     root, damaged, _ = _damaged_copy(synth, tmp_path / "data")
     runner: Runner = build_runner(["--cfg-path", str(CONFIGS / "eval/actionbench/synthaction/patcher.yaml"),
@@ -122,7 +122,7 @@ def test_empty_data_root_fails_at_build_naming_folder_and_override(tmp_path):
 
 
 def test_no_video_at_all_is_one_line_at_the_command_line(synth, tmp_path, capsys):
-    from paxion.train import run_cli
+    from paxion.cli.train import run_cli
 
     root = tmp_path / "annotations_only"
     shutil.copytree(synth / "ActionBench", root / "ActionBench")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from paxion.demo import demo_texts
+from paxion.cli.demo import demo_texts
 
 DEMO = Path(__file__).resolve().parents[1] / "src" / "demo.py"
 
@@ -34,7 +34,7 @@ def test_inference_writes_frames_and_the_api_scores(tmp_path):
     import json
 
     import paxion
-    from paxion import inference
+    from paxion.cli import inference
     from paxion.api import asset
     from paxion.config import load_config
     from paxion.data.synthetic import generate

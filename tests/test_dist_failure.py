@@ -12,7 +12,7 @@ import torch
 
 
 def _worker(marker_dir: Path) -> None:
-    from paxion import dist
+    from paxion.engine import dist
 
     dist.init_distributed(device="cpu", timeout_s=20)
     rank = dist.get_rank()

@@ -3,7 +3,7 @@ Patcher trained with VTC + DVDM on top of it clearly is not (fixed val set of 25
 
 import pytest
 
-from paxion import quickstart
+from paxion.cli import quickstart
 
 EPOCHS = 4  # the full default trains 12; the README table has its numbers
 BACKBONE = "backbone (frozen)"

@@ -11,9 +11,9 @@ import copy
 import pytest
 import torch
 
-from paxion.feature_cache import FrozenFeatureCache
-from paxion.model import PaxionConfig, PaxionModel
-from paxion.patcher import PatcherConfig
+from paxion.systems.paxion.feature_cache import FrozenFeatureCache
+from paxion.systems.paxion.model import PaxionConfig, PaxionModel
+from paxion.systems.paxion.patcher import PatcherConfig
 from paxion_fakes import FAKE, fake_batch
 
 SMALL = PatcherConfig(heads=2, dim_head=8, num_latents=3)

@@ -221,8 +221,8 @@ def test_layout_errors_name_the_file(tmp_path: Path) -> None:
 def test_attaches_to_a_paxion_models_patcher_input() -> None:
     from paxion_fakes import FAKE, fake_batch
 
-    from paxion.model import PaxionConfig, PaxionModel
-    from paxion.patcher import PatcherConfig
+    from paxion.systems.paxion.model import PaxionConfig, PaxionModel
+    from paxion.systems.paxion.patcher import PatcherConfig
 
     torch.manual_seed(0)
     model = PaxionModel(PaxionConfig(backbone=FAKE, patcher=PatcherConfig(heads=2, dim_head=8, num_latents=3),

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from paxion import losses
-from paxion.scoring import combine_scores, paired_similarity, similarity
+from paxion.systems.paxion import losses
+from paxion.systems.paxion.scoring import combine_scores, paired_similarity, similarity
 
 
 def _ce_ls(logits: list[float], target: int, eps: float = 0.1) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from paxion.metrics import accuracy, chunked_ranks, first_hit_ranks, macro_f1, per_group_accuracy, recall_metrics
+from paxion.tasks.metrics import accuracy, chunked_ranks, first_hit_ranks, macro_f1, per_group_accuracy, recall_metrics
 
 
 def _brute_rank(scores: list[float], gt: set[int]) -> int:

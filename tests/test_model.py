@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from paxion.fuser import FuserConfig
-from paxion.model import PaxionConfig, PaxionModel
-from paxion.patcher import PatcherConfig
+from paxion.systems.paxion.fuser import FuserConfig
+from paxion.systems.paxion.model import PaxionConfig, PaxionModel
+from paxion.systems.paxion.patcher import PatcherConfig
 from paxion_fakes import FAKE, FAKE_MIXING, fake_batch
 
 SMALL = PatcherConfig(heads=2, dim_head=8, num_latents=3)
@@ -139,7 +139,7 @@ class _HostReadFails(torch.Tensor):
 
 
 def test_mcqa_vac_candidates_come_from_the_host_answer_list(monkeypatch: pytest.MonkeyPatch) -> None:
-    from paxion import losses
+    from paxion.systems.paxion import losses
     from paxion.data.collate import collate
 
     model = _model(objectives=["mcqa", "vac"]).eval()

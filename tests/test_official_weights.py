@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from paxion.model import PaxionModel
+from paxion.systems.paxion.model import PaxionModel
 from paxion.registry import registry
 
 BACKBONE_FILES = {

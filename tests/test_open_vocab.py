@@ -227,8 +227,8 @@ def test_corrupt_clip_is_replaced_and_reported(synth_root, tmp_path):
 
 @pytest.mark.slow
 def test_train_with_iwo_then_zero_shot_with_patching(synth_root, tmp_path):
-    from paxion.evaluate import main as evaluate_main
-    from paxion.train import main as train_main
+    from paxion.cli.evaluate import main as evaluate_main
+    from paxion.cli.train import main as train_main
 
     common = ["--cfg-path", str(CONFIG), f"paths.data_root={synth_root}", *TINY_MODEL, "run.batch_size_train=5"]
     train_dir = tmp_path / "train"

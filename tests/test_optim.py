@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from paxion.config import RunConfig
-from paxion.optim import build_optimizer, build_schedule, param_groups
+from paxion.engine.optim import build_optimizer, build_schedule, param_groups
 from paxion.registry import RegistryError
 
 

@@ -9,9 +9,9 @@ import torch
 from safetensors.torch import save_file
 
 from paxion.backbones.base import CheckpointError
-from paxion.fuser import FuserConfig
-from paxion.model import PaxionConfig, PaxionModel
-from paxion.patcher import PatcherConfig
+from paxion.systems.paxion.fuser import FuserConfig
+from paxion.systems.paxion.model import PaxionConfig, PaxionModel
+from paxion.systems.paxion.patcher import PatcherConfig
 from paxion_fakes import FAKE
 
 SMALL = PatcherConfig(heads=2, dim_head=8, num_latents=3)

@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from paxion.fuser import FuserConfig, SideTuningFuser, build_fuser
+from paxion.systems.paxion.fuser import FuserConfig, SideTuningFuser, build_fuser
 from paxion.modules.perceiver import CrossAttention, CrossAttentionBlock, PerceiverAttention, PerceiverResampler
-from paxion.patcher import PatcherConfig, PerceiverPatcher, build_patcher
+from paxion.systems.paxion.patcher import PatcherConfig, PerceiverPatcher, build_patcher
 
 
 def _reference_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:

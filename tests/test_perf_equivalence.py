@@ -21,13 +21,13 @@ import pytest
 import torch
 
 import paxion  # noqa: F401  (fills the registry)
-from paxion import losses
+from paxion.systems.paxion import losses
 from paxion.backbones.base import flip_time
 from paxion.config import load_config
-from paxion.model import PaxionConfig, PaxionModel
-from paxion.patcher import PatcherConfig
+from paxion.systems.paxion.model import PaxionConfig, PaxionModel
+from paxion.systems.paxion.patcher import PatcherConfig
 from paxion.registry import registry
-from paxion.scoring import combine_scores
+from paxion.systems.paxion.scoring import combine_scores
 
 REPO = Path(__file__).resolve().parents[1]
 EVAL_CONFIG = REPO / "configs" / "eval" / "actionbench" / "ssv2" / "patcher.yaml"
@@ -204,7 +204,7 @@ def dist_worker(out_dir: Path) -> None:
     """Run by torchrun: DDP over the trainable parameters, each rank holding half of the global batch."""
     from torch.nn.parallel import DistributedDataParallel
 
-    from paxion import dist
+    from paxion.engine import dist
 
     dist.init_distributed("cpu")
     rank = dist.get_rank()

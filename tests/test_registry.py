@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import paxion
-import paxion.optim  # noqa: F401  (registers the lr schedules)
+import paxion.engine.optim  # noqa: F401  (registers the lr schedules)
 from paxion.registry import KINDS, Registry, RegistryError, registry
 
 

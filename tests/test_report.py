@@ -13,7 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
-from paxion import quickstart, report
+from paxion.cli import quickstart
+from paxion.cli import report
 from paxion.data.synthetic import generate
 
 # clips larger than the model's 32 px, so the decoded frames and the model's input differ in size
@@ -130,7 +131,7 @@ def test_report_warns_about_a_diverged_run(tiny_run, tmp_path):
     assert "non-finite training loss logged at step 99" in report.render(patcher.parent)
     patcher2 = _planted(run_dir, tmp_path / "2")
     with open(patcher2 / "log.txt", "a") as f:
-        f.write("2026-01-01 00:00:00,000 ERROR [rank0] paxion.train: non-finite training loss at epoch 0, "
+        f.write("2026-01-01 00:00:00,000 ERROR [rank0] paxion.cli.train: non-finite training loss at epoch 0, "
                 "iteration 1 of 2, global step 0: loss=nan vtc=nan\n")
     assert "loss=nan vtc=nan" in report.render(patcher2.parent)
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from paxion.checkpoint import load_checkpoint
-from paxion.train import main
+from paxion.engine.checkpoint import load_checkpoint
+from paxion.cli.train import main
 
 from conftest import toy_argv
 
@@ -23,7 +23,7 @@ STALL_AT = 10  # iteration 4 of epoch 1 (6 per epoch); latest.pth was written af
 
 def _kill_mid_epoch(out: Path) -> None:
     """Run the toy training in a subprocess and SIGKILL it while it sits in iteration STALL_AT."""
-    cmd = [sys.executable, "-m", "paxion.train", *toy_argv(out, f"task.stall_at_step={STALL_AT}")]
+    cmd = [sys.executable, "-m", "paxion.cli.train", *toy_argv(out, f"task.stall_at_step={STALL_AT}")]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     try:

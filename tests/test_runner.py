@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from paxion.checkpoint import CheckpointError, atomic_save, load_checkpoint
-from paxion.evaluate import main as evaluate_main
-from paxion.train import build_runner, main
+from paxion.engine.checkpoint import CheckpointError, atomic_save, load_checkpoint
+from paxion.cli.evaluate import main as evaluate_main
+from paxion.cli.train import build_runner, main
 
 from conftest import REPO, toy_argv
 

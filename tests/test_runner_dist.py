@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from paxion.checkpoint import load_checkpoint
+from paxion.engine.checkpoint import load_checkpoint
 
 from conftest import toy_argv
 
@@ -24,8 +24,8 @@ WORKER_OVERRIDES = ("datasets.toy_regression.fake_skip_every=3",)
 
 
 def _worker(out: Path) -> None:
-    from paxion import dist
-    from paxion.train import build_runner
+    from paxion.engine import dist
+    from paxion.cli.train import build_runner
 
     runner = build_runner(toy_argv(out, *WORKER_OVERRIDES), "distributed runner test")
     results = runner.train()
@@ -42,7 +42,7 @@ def _worker(out: Path) -> None:
 
 
 def test_two_process_gloo_run(tmp_path: Path) -> None:
-    from paxion.evaluate import main as evaluate_main
+    from paxion.cli.evaluate import main as evaluate_main
 
     out = tmp_path / "ddp"
     out.mkdir()

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from paxion.checkpoint import atomic_save, load_checkpoint
-from paxion.model import PaxionConfig, PaxionModel
-from paxion.run_guards import NonFiniteLossError, TrainingInterrupted, may_become_best
+from paxion.engine.checkpoint import atomic_save, load_checkpoint
+from paxion.systems.paxion.model import PaxionConfig, PaxionModel
+from paxion.engine.guards import NonFiniteLossError, TrainingInterrupted, may_become_best
 from paxion.tasks.toy import ToyTask
-from paxion.train import build_runner, main
+from paxion.cli.train import build_runner, main
 from paxion_fakes import FAKE
 from test_paxion_checkpoint import OFFICIAL_KP, SMALL, _official_state
 
@@ -202,7 +202,7 @@ def _wait_for(path: Path, text: str, proc: subprocess.Popen, timeout: float = 24
 def test_sigterm_saves_exits_143_and_resume_continues_without_duplicate_records(tmp_path: Path) -> None:
     """SIGTERM goes to every process of the run, DataLoader workers included, as SLURM sends it."""
     out, epochs = tmp_path / "run", 40
-    cmd = [sys.executable, "-m", "paxion.train", *toy_argv(out, max_epoch=epochs, num_workers=1)]
+    cmd = [sys.executable, "-m", "paxion.cli.train", *toy_argv(out, max_epoch=epochs, num_workers=1)]
     proc = subprocess.Popen(
         cmd,
         stdout=subprocess.DEVNULL,
@@ -248,7 +248,7 @@ def test_resume_after_kill_drops_records_of_the_lost_steps(tmp_path: Path, toy_b
     """Killed in epoch 1 after the record of step 10 was written but latest.pth holds step 9: the resumed
     run writes step 10 again, so metrics.jsonl must lose the first copy."""
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "paxion.train", *toy_argv(out, "task.stall_at_step=11")]
+    cmd = [sys.executable, "-m", "paxion.cli.train", *toy_argv(out, "task.stall_at_step=11")]
     proc = subprocess.Popen(
         cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}
     )
@@ -293,7 +293,7 @@ def test_differing_vl_backbone_weights_are_reported(tmp_path: Path, caplog: pyte
     path, backbone = _file_with_backbone(tmp_path, changed=2)
     model = _paxion(1)  # the same random backbone as the file's source
     before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
-    with caplog.at_level(logging.WARNING, logger="paxion.weights"):
+    with caplog.at_level(logging.WARNING, logger="paxion.systems.paxion.weights"):
         report = model.load_pretrained(str(path))
     total = len(backbone)
     assert f"2 of {total} backbone tensors in the file differ from the loaded backbone" in caplog.text
@@ -311,7 +311,7 @@ def test_load_backbone_from_checkpoint_switch(tmp_path: Path) -> None:
 
 def test_identical_vl_backbone_weights_give_no_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path, _ = _file_with_backbone(tmp_path, changed=0)
-    with caplog.at_level(logging.WARNING, logger="paxion.weights"):
+    with caplog.at_level(logging.WARNING, logger="paxion.systems.paxion.weights"):
         _paxion(1).load_pretrained(str(path))
     assert "differ from the loaded backbone" not in caplog.text
 
@@ -333,7 +333,7 @@ def test_eval_only_summarises_without_parameter_lines(tmp_path: Path, toy_baseli
 def test_checkpoint_save_failure_is_a_checkpoint_error(tmp_path: Path) -> None:
     atomic_save({"model": {"w": torch.ones(2)}}, tmp_path / "latest.pth")
     (tmp_path / "blocked").write_text("a file where a folder should be")
-    from paxion.checkpoint import CheckpointError
+    from paxion.engine.checkpoint import CheckpointError
 
     with pytest.raises(CheckpointError, match=r"blocked/latest.pth: cannot write checkpoint"):
         atomic_save({"model": {"w": torch.zeros(2)}}, tmp_path / "blocked" / "latest.pth")
@@ -389,7 +389,7 @@ def test_slurm_script_forwards_sigterm_and_requeues(tmp_path: Path) -> None:
 
 def _dist_worker(out: Path) -> None:
     """Rank 1 alone sees a NaN loss (call 2) and a SIGTERM (call 4); both ranks must act on each together."""
-    from paxion import dist
+    from paxion.engine import dist
 
     rank, real, calls = int(os.environ["RANK"]), ToyTask.train_step, {"n": 0}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from paxion.samplers import SeededSampler, ShardSampler
+from paxion.engine.samplers import SeededSampler, ShardSampler
 
 
 def _epoch(n: int, world: int, epoch: int, drop_last: bool, seed: int = 5) -> list[list[tuple[int, int]]]:

@@ -262,7 +262,7 @@ def test_finetuned_qa_container_round_trip(tmp_path: Path) -> None:
 
 
 def test_our_trainable_only_checkpoint_loads_and_keeps_frozen_values(tmp_path: Path) -> None:
-    from paxion.checkpoint import model_state
+    from paxion.engine.checkpoint import model_state
 
     torch.manual_seed(9)
     source = SingularityRetrieval(SingularityRetrievalConfig(size="tiny"))

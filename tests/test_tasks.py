@@ -138,7 +138,7 @@ def _eval_args(root: Path, out: str) -> list[str]:
 
 @pytest.mark.slow
 def test_two_process_evaluation_equals_one_process(synth_root: Path) -> None:
-    from paxion.evaluate import main
+    from paxion.cli.evaluate import main
 
     main(_eval_args(synth_root, "one"))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}

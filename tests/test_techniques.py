@@ -204,8 +204,8 @@ def _result(folder, split: str = "test") -> dict:
 def test_runner_iwo_swa_and_patching_on_the_toy_task(tmp_path):
     from conftest import toy_argv
 
-    from paxion.checkpoint import load_checkpoint
-    from paxion.train import main
+    from paxion.engine.checkpoint import load_checkpoint
+    from paxion.cli.train import main
 
     swa_dir, untrained_dir, patched_dir = tmp_path / "swa", tmp_path / "untrained", tmp_path / "patched"
     iwo = ["techniques.iwo.reference=initial", "techniques.iwo.sample_low=0.2", "techniques.iwo.sample_high=0.4"]
@@ -234,8 +234,8 @@ def test_runner_iwo_swa_and_patching_on_the_toy_task(tmp_path):
 def test_iwo_on_a_paxion_model_interpolates_the_patcher_towards_its_start():
     from paxion_fakes import FAKE, fake_batch
 
-    from paxion.model import PaxionConfig, PaxionModel
-    from paxion.patcher import PatcherConfig
+    from paxion.systems.paxion.model import PaxionConfig, PaxionModel
+    from paxion.systems.paxion.patcher import PatcherConfig
 
     torch.manual_seed(0)
     model = PaxionModel(PaxionConfig(backbone=FAKE, patcher=PatcherConfig(heads=2, dim_head=8, num_latents=3)))

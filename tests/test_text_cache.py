@@ -6,8 +6,8 @@ import torch
 
 import paxion  # noqa: F401  (fills the registry)
 from paxion.registry import registry
-from paxion.scoring import normalize
-from paxion.text_cache import TextFeatureCache
+from paxion.systems.paxion.scoring import normalize
+from paxion.systems.paxion.text_cache import TextFeatureCache
 
 
 def counting(fn):
@@ -71,8 +71,8 @@ CAPTIONS = ["a person opens a door", "close it", "a person pushes a box slowly",
 
 
 def _model(size: int = 64, seed: int = 0, backbone: str = "singularity_tiny"):
-    from paxion.model import PaxionConfig, PaxionModel
-    from paxion.patcher import PatcherConfig
+    from paxion.systems.paxion.model import PaxionConfig, PaxionModel
+    from paxion.systems.paxion.patcher import PatcherConfig
 
     torch.manual_seed(seed)
     patcher = PatcherConfig(heads=2, dim_head=8, num_latents=3)
@@ -103,7 +103,7 @@ def test_model_train_mode_bypasses_the_cache() -> None:
 
 
 def test_model_never_returns_stale_features_after_new_weights() -> None:
-    from paxion.checkpoint import load_model_weights
+    from paxion.engine.checkpoint import load_model_weights
 
     model, other = _model(64, seed=0).eval(), _model(0, seed=1).eval()
     old = model.encode_text(CAPTIONS)

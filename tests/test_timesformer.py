@@ -9,8 +9,8 @@ import torch
 from paxion.backbones.timesformer.vit import (
     TIMESFORMER_BASE, TIMESFORMER_TINY, TimeSformer, frame_tokens, resize_pos_embed, resize_time_embed, temporal_pool,
 )
-from paxion.model import PaxionConfig, PaxionModel
-from paxion.patcher import PatcherConfig
+from paxion.systems.paxion.model import PaxionConfig, PaxionModel
+from paxion.systems.paxion.patcher import PatcherConfig
 from paxion.registry import registry
 from paxion_fakes import fake_batch
 

@@ -4,9 +4,9 @@ Importing the package registers every component (explicit imports, no ``import *
 """
 
 from paxion import backbones, data  # noqa: F401  (registration side effects)
-from paxion import fuser, model, optim, patcher  # noqa: F401  (registration side effects)
+from paxion import systems  # noqa: F401  (registration side effects: Paxion first, then the other systems)
+from paxion.engine import optim  # noqa: F401  (registration side effects: lr schedules)
 from paxion import tasks  # noqa: F401  (registration side effects)
-from paxion import systems  # noqa: F401  (registration side effects)
 from paxion import techniques  # noqa: F401  (registration side effects)
 from paxion.registry import registry  # noqa: F401
 from paxion.api import LoadedModel, Scores, list_models, load_model  # noqa: F401  (public API)

@@ -34,8 +34,8 @@ from paxion.config import ConfigError, load_config, read_layers, section
 from paxion.data.base import VideoDataConfig
 from paxion.data.transforms import video_transform
 from paxion.data.video import load_clip, resize_exact, sample_indices, whole_clip_bounds
-from paxion.model import PaxionConfig, PaxionModel
-from paxion.patcher import PatcherConfig
+from paxion.systems.paxion.model import PaxionConfig, PaxionModel
+from paxion.systems.paxion.patcher import PatcherConfig
 from paxion.registry import registry
 
 logger = logging.getLogger(__name__)
@@ -150,7 +150,7 @@ def load_model(
     """A model in eval mode on ``device`` with its preprocessing and tokenizer.
 
     ``name_or_config``: a preset or config name (:func:`list_models`), a YAML path, or a model ``Config``
-    dataclass (e.g. :class:`paxion.model.PaxionConfig`). ``checkpoint`` sets ``model.pretrained``;
+    dataclass (e.g. :class:`paxion.systems.paxion.model.PaxionConfig`). ``checkpoint`` sets ``model.pretrained``;
     ``overrides`` are ``a.b=c`` config overrides (names and YAML paths only).
     """
     data = VideoDataConfig()

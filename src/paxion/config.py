@@ -274,7 +274,7 @@ def save_config(cfg: DictConfig, output_dir: str | Path) -> Path:
 
 
 def environment() -> dict[str, Any]:
-    """Versions, device and machine of this process (``environment.json``, read by ``paxion.report``)."""
+    """Versions, device and machine of this process (``environment.json``, read by ``paxion.cli.report``)."""
     import platform
     from datetime import datetime, timezone
     from importlib import metadata

@@ -1,31 +1,6 @@
-"""Evaluate a registered task: ``python -m paxion.evaluate --cfg-path CFG [run.load_ckpt_path=CKPT] [a.b=c ...]``.
+"""Command ``python -m paxion.evaluate``: evaluate a model from a config (implemented in :mod:`paxion.cli.evaluate`)."""
 
-Scores the test splits, then the valid splits, and writes ``<output_dir>/result/{split}_output.json``.
-Exit status as for ``paxion.train``: 1 with a one-line message for a user error.
-"""
-
-from __future__ import annotations
-
-from typing import Any, Optional, Sequence
-
-from paxion import dist
-from paxion.train import build_runner, report_results, run_cli
-
-
-def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
-    runner = build_runner(argv, "Evaluate a Paxion model (LAVIS-style config).", evaluate_only=True)
-    try:
-        results = runner.evaluate()
-        report_results(results, runner.output_dir)
-        return results
-    finally:
-        runner.close()
-        dist.destroy()
-
-
-def cli() -> None:
-    run_cli(main)
-
+from paxion.cli.evaluate import cli
 
 if __name__ == "__main__":
     cli()

@@ -10,8 +10,8 @@ import logging
 from pathlib import Path
 
 from paxion.backbones.synth import WEIGHTS_FILE
-from paxion.demo import SHIPPED_PATCHER
-from paxion.quickstart import export_patcher
+from paxion.cli.demo import SHIPPED_PATCHER
+from paxion.cli.quickstart import export_patcher
 from paxion.tasks.pretrain import export_backbone
 
 HERE = Path(__file__).resolve().parent

@@ -115,5 +115,5 @@ class CheckpointError(RuntimeError):
     """A checkpoint file that cannot be read, written or used; the message names the file and first bad key.
 
     The project's only checkpoint error: it lives here because a backbone may import nothing but the
-    registry and this module; ``paxion.checkpoint`` re-exports it. The command line reports it in one line.
+    registry and this module; ``paxion.engine.checkpoint`` re-exports it. The command line reports it in one line.
     """

@@ -23,10 +23,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from paxion.metrics import accuracy, macro_f1, nonfinite_rows, predict
-from paxion.model import PaxionModel
+from paxion.tasks.metrics import accuracy, macro_f1, nonfinite_rows, predict
+from paxion.systems.paxion.model import PaxionModel
 from paxion.registry import registry
-from paxion.scoring import combine_scores
+from paxion.systems.paxion.scoring import combine_scores
 from paxion.tasks.base import Batch
 from paxion.tasks.common import PaxionTask, PaxionTaskConfig, unwrap
 

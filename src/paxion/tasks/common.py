@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 
 from paxion.config import section
 from paxion.data.collate import collate
-from paxion.model import EVAL_MODULES, PaxionModel
+from paxion.systems.paxion.model import EVAL_MODULES, PaxionModel
 from paxion.registry import registry
 from paxion.tasks.base import BaseTask, Batch, TaskConfig
 from paxion.tasks.paxion_view import PaxionView

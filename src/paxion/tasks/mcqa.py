@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from paxion.metrics import accuracy, macro_f1, nonfinite_rows, predict
+from paxion.tasks.metrics import accuracy, macro_f1, nonfinite_rows, predict
 from paxion.registry import registry
 from paxion.tasks.base import Batch
 from paxion.tasks import protocol

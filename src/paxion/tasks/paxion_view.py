@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from einops import rearrange
 
-from paxion.model import PaxionModel
-from paxion.scoring import combine_scores
+from paxion.systems.paxion.model import PaxionModel
+from paxion.systems.paxion.scoring import combine_scores
 from paxion.tasks.protocol import State
 
 

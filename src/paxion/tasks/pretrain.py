@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from paxion import dist
+from paxion.engine import dist
 from paxion.backbones import synth  # noqa: F401  (registers internvideo_synth*)
 from paxion.backbones.base import VideoTextBackbone
 from paxion.config import section
@@ -41,7 +41,7 @@ from paxion.data.synthetic.scenes import object_phrase
 from paxion.data.text import build_text_processor
 from paxion.data.datasets.actionbench import ActionBenchSSv2
 from paxion.registry import registry
-from paxion.scoring import normalize
+from paxion.systems.paxion.scoring import normalize
 from paxion.tasks.base import BaseTask, Batch, TaskConfig
 
 logger = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ class BackbonePretrainModel(nn.Module):
         self.cfg = cfg
         self.backbone: VideoTextBackbone = registry.get("backbone", cfg.backbone)()
         if cfg.backbone_ckpt:
-            from paxion.weights import load_backbone_weights
+            from paxion.systems.paxion.weights import load_backbone_weights
 
             load_backbone_weights(self.backbone, cfg.backbone_ckpt)
         # The temperature trains as a parameter of this model, not the backbone's own: InternVideo saves
@@ -254,7 +254,7 @@ def export_backbone(ckpt_path: str | Path, out_path: str | Path, backbone: str =
     """The backbone of a full-model training checkpoint -> a plain safetensors state dict (checked by loading)."""
     from safetensors.torch import save_file
 
-    from paxion.checkpoint import load_checkpoint
+    from paxion.engine.checkpoint import load_checkpoint
 
     state = load_checkpoint(ckpt_path)["model"]
     weights = {k[len(BACKBONE_PREFIX):]: v.contiguous() for k, v in state.items() if k.startswith(BACKBONE_PREFIX)}

@@ -46,7 +46,7 @@ import torch
 from torch import nn
 
 from paxion.backbones.base import Preprocess
-from paxion.scoring import similarity
+from paxion.systems.paxion.scoring import similarity
 
 State = dict[str, torch.Tensor]  # every tensor has the sample count as dim 0
 

@@ -27,7 +27,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from paxion.metrics import chunked_ranks, first_hit_ranks, nonfinite_rows, recall_metrics, singularity_recalls
+from paxion.tasks.metrics import chunked_ranks, first_hit_ranks, nonfinite_rows, recall_metrics, singularity_recalls
 from paxion.registry import registry
 from paxion.tasks import alpro_metrics, protocol
 from paxion.tasks.base import Batch

@@ -24,7 +24,7 @@ from paxion.backbones.singularity.bert import BertLMHead, additive_padding_mask,
 from paxion.backbones.singularity.tokenizer import SEP_ID, WordPieceTokenizer
 from paxion.backbones.timesformer.alpro import build_text_encoder
 from paxion.backbones.timesformer.vit import TimeSformer, temporal_pool
-from paxion.dist import gather_features, get_rank
+from paxion.engine.dist import gather_features, get_rank
 from paxion.registry import registry
 from paxion.systems.alpro import objectives as obj
 from paxion.systems.alpro.config import AlproConfig

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from paxion.optim import _Schedule
+from paxion.engine.optim import _Schedule
 from paxion.registry import registry
 
 

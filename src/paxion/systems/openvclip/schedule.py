@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from paxion.optim import _Schedule
+from paxion.engine.optim import _Schedule
 from paxion.registry import registry
 
 

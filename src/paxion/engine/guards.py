@@ -130,7 +130,7 @@ class TrainGuard:
 
     def check_budget(self, count: int, where: str, micro: list[tuple[torch.Tensor, dict]], grad_norm: Any) -> None:
         """The ``count``-th skipped update: warn, or raise :class:`NonFiniteLossError` past the budget."""
-        from paxion import dist
+        from paxion.engine import dist
 
         bad = [(loss, logs) for loss, logs in micro if not torch.isfinite(loss)]
         terms = format_terms(*bad[0]) if bad else f"loss terms finite on rank {dist.get_rank()}"

@@ -18,7 +18,7 @@ from typing import Callable, Hashable
 import torch
 from einops import rearrange
 
-from paxion.row_cache import RowCache
+from paxion.systems.paxion.row_cache import RowCache
 
 Features = tuple[torch.Tensor, torch.Tensor]  # pooled (V*B, E), tokens (V*B, T, P, D), rows ordered (view, clip)
 

@@ -17,7 +17,7 @@ from typing import Callable, Hashable
 
 import torch
 
-from paxion.row_cache import RowCache
+from paxion.systems.paxion.row_cache import RowCache
 
 TextInput = dict[str, torch.Tensor]
 

@@ -19,16 +19,16 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import ConcatDataset, Dataset
 
-from paxion import checkpoint as ckpt_lib
-from paxion import dist
+from paxion.engine import checkpoint as ckpt_lib
+from paxion.engine import dist
 from paxion.config import RunConfig, prepare_output_dir, save_config, section
 from paxion.data.skipped import SkippedVideos, missing_entries, unique_paths
-from paxion.logger import MetricLogger, progress
-from paxion.optim import build_optimizer, build_schedule
-from paxion.eval_outputs import concat_outputs, unique_by_idx
-from paxion.runner_state import TrainState, resume_from, resume_path, save_checkpoint, set_seed
-from paxion.run_guards import TrainGuard, TrainingInterrupted, ignore_stop_signals, may_become_best
-from paxion.samplers import build_eval_loader, build_train_loader
+from paxion.engine.logger import MetricLogger, progress
+from paxion.engine.optim import build_optimizer, build_schedule
+from paxion.engine.outputs import concat_outputs, unique_by_idx
+from paxion.engine.state import TrainState, resume_from, resume_path, save_checkpoint, set_seed
+from paxion.engine.guards import TrainGuard, TrainingInterrupted, ignore_stop_signals, may_become_best
+from paxion.engine.samplers import build_eval_loader, build_train_loader
 from paxion.tasks.base import BaseTask, Batch
 from paxion.techniques import build_techniques
 

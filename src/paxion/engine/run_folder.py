@@ -4,7 +4,7 @@
 :class:`Run` for every folder below it holding ``config.yaml`` and ``result/*_output.json``. The facts
 of a run that need no page layout live here too: why its numbers cannot be trusted (:func:`problems`),
 its wall time from ``log.txt`` (:func:`duration_s`) and the preprocessing that made its clips
-(:func:`model_input`). ``paxion.report`` renders these as HTML.
+(:func:`model_input`). ``paxion.cli.report`` renders these as HTML.
 """
 
 from __future__ import annotations

@@ -19,15 +19,15 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from paxion import losses
+from paxion.systems.paxion import losses
 from paxion.backbones.base import LoadReport, Preprocess, VideoTextBackbone, flip_time
-from paxion.feature_cache import FrozenFeatureCache
-from paxion.fuser import FuserConfig, build_fuser
-from paxion.patcher import PatcherConfig, TransformerPatcher, build_patcher
+from paxion.systems.paxion.feature_cache import FrozenFeatureCache
+from paxion.systems.paxion.fuser import FuserConfig, build_fuser
+from paxion.systems.paxion.patcher import PatcherConfig, TransformerPatcher, build_patcher
 from paxion.registry import registry
-from paxion.scoring import normalize, paired_similarity, similarity
-from paxion.text_cache import TextFeatureCache
-from paxion.weights import load_backbone_weights, load_trainable_state
+from paxion.systems.paxion.scoring import normalize, paired_similarity, similarity
+from paxion.systems.paxion.text_cache import TextFeatureCache
+from paxion.systems.paxion.weights import load_backbone_weights, load_trainable_state
 
 logger = logging.getLogger(__name__)
 
@@ -280,7 +280,7 @@ class PaxionModel(nn.Module):
         return similarity(video, text) * self.logit_scale(module)
 
     def paired_logits(self, video: torch.Tensor, text: torch.Tensor, module: str) -> torch.Tensor:
-        """Per-sample candidates (see :func:`paxion.scoring.paired_similarity`) -> (B, K)."""
+        """Per-sample candidates (see :func:`paxion.systems.paxion.scoring.paired_similarity`) -> (B, K)."""
         return paired_similarity(video, text) * self.logit_scale(module)
 
     def candidate_logits(self, enc: VideoEncoding, candidates: list[list[str]], module: str) -> torch.Tensor:

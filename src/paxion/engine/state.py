@@ -16,10 +16,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from paxion import checkpoint as ckpt_lib
-from paxion import dist
+from paxion.engine import checkpoint as ckpt_lib
+from paxion.engine import dist
 from paxion.config import RunConfig
-from paxion.logger import MetricLogger
+from paxion.engine.logger import MetricLogger
 
 logger = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from paxion import dist
-from paxion.scoring import paired_similarity, similarity
+from paxion.engine import dist
+from paxion.systems.paxion.scoring import paired_similarity, similarity
 
 
 def video_text_contrastive(

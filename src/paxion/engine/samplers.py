@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator, Optional
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from paxion import dist
+from paxion.engine import dist
 from paxion.config import RunConfig
 
 _SEED_MIX = 1_000_003  # keeps (seed, epoch) pairs from colliding as seed + epoch would
