@@ -31,7 +31,7 @@ STAGES = ("alpro_prompter", "alpro_pretrain", "alpro_ret", "alpro_qa")
 
 def run_stages(out: Path, epochs: Optional[int]) -> None:
     from paxion.data.synthetic.alpro_formats import generate_alpro
-    from paxion.train import main
+    from paxion.cli.train import main
 
     generate_alpro(DATA, seed=0, num_train_pairs=40, num_test_pairs=10, frames=8, size=32, workers=1)
     for stage in STAGES:

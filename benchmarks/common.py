@@ -302,7 +302,7 @@ def reference_rate(kind: str, bench: Bench, batch_size: int, warmup: int = 2, it
 
 # --------------------------------------------------------------------------- task, model and synthetic batches
 def build_task(cfg_path: str, overrides: Sequence[str]) -> tuple[Any, Any]:
-    """(task, model) from an experiment config, as ``paxion.train.build_runner`` builds them."""
+    """(task, model) from an experiment config, as ``paxion.cli.train.build_runner`` builds them."""
     cfg = load_config(cfg_path, list(overrides))
     task = registry.get("task", cfg.task.name)(cfg)
     return task, task.build_model()
@@ -352,7 +352,7 @@ def make_train_step(task: Any, model: Any, bench: Bench, batches: Sequence[dict[
     if bench.precision == "fp16":
         raise ValueError("fp16 needs the runner's GradScaler; benchmark bf16 or fp32")
     from paxion.config import section
-    from paxion.optim import build_optimizer
+    from paxion.engine.optim import build_optimizer
 
     optimizer = build_optimizer(model, section(task.cfg, "run"))
     model.train()

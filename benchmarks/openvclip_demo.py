@@ -42,7 +42,7 @@ def ensure_data(data_root: Path) -> None:
 
 
 def train(name: str, out: Path, data_root: Path, epochs: int, extra: list[str]) -> Path:
-    from paxion.train import main
+    from paxion.cli.train import main
 
     run_dir = out / name
     swa = [f"techniques.swa.start={max(1, epochs // 2)}", f"techniques.swa.end={epochs}", "techniques.swa.apply=false"]
@@ -53,7 +53,7 @@ def train(name: str, out: Path, data_root: Path, epochs: int, extra: list[str]) 
 
 def load_model(weights: dict[str, str], data_root: Path):
     """The demo's Open-VCLIP model with fine-tuned weights: a runner checkpoint or an SWA state file."""
-    from paxion.checkpoint import load_checkpoint, load_model_weights
+    from paxion.engine.checkpoint import load_checkpoint, load_model_weights
     from paxion.config import load_config, section
     from paxion.registry import registry
 

@@ -101,7 +101,7 @@ def profile_one(name: str, step: Callable[[], Any], args: argparse.Namespace, be
 
 def _wrap_encode_text() -> Callable[[], None]:
     """Label ``PaxionModel.encode_text`` in the profile; returns the function that removes the label."""
-    from paxion.model import PaxionModel
+    from paxion.systems.paxion.model import PaxionModel
 
     original = PaxionModel.encode_text
 

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from paxion.data.synthetic.singularity_formats import ANN, generate_singularity
-from paxion.train import main as train
+from paxion.cli.train import main as train
 
 REPO = Path(__file__).resolve().parents[1]
 RUNS = (("1-frame (train 1 / test 4, concat)", "singularity_ret.yaml"),
