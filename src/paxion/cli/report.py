@@ -25,7 +25,7 @@ import matplotlib
 matplotlib.use("Agg")  # headless: no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
-from paxion.engine.run_folder import (  # noqa: E402
+from paxion.cli.run_folder import (  # noqa: E402
     PROBES, Run, annotations, duration_s, find_runs, finite, model_input, problems)
 
 logger = logging.getLogger(__name__)
