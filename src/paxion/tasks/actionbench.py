@@ -7,6 +7,10 @@ Probes, each a two-way choice with the correct candidate at index 0 (chance 50 %
   frame-order-blind model) are broken by a seeded random choice;
 * ``object_shuffle`` (OS): video -> [caption, caption with the objects replaced].
 
+Any video-text model can be probed: a Paxion model scores with ``task.eval_module`` (backbone | patcher |
+fused) and its ``eval_method``; every other model through the task protocol with its own retrieval
+similarity, or its re-ranker with ``task.use_pair_scorer`` (:mod:`paxion.tasks.probe_scoring`).
+
 Metrics per probe: accuracy (= micro-F1) and macro-F1; ``agg_metrics`` = macro + micro F1 of the
 selection probe (AA), as the original's checkpoint selection. A sample whose scores are not finite
 counts as wrong (``nonfinite_scores``: how many samples, any probe). A probe whose negative the split
@@ -28,7 +32,9 @@ from paxion.systems.paxion.model import PaxionModel
 from paxion.registry import registry
 from paxion.systems.paxion.scoring import combine_scores
 from paxion.tasks.base import Batch
-from paxion.tasks.common import PaxionTask, PaxionTaskConfig, unwrap
+from paxion.tasks.common import ModelTask, PaxionTaskConfig
+from paxion.tasks.probe_scoring import caption_choice_scores, encode_clips, reversal_choice_scores
+from paxion.tasks.protocol import unwrap_model
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +52,7 @@ class ActionBenchConfig(PaxionTaskConfig):
     selection_probe: str = "action_antonym"  # agg_metrics = macro + micro F1 of this probe
     tie_tolerance: float = 1e-5
     tie_seed: int = 42
+    use_pair_scorer: bool = False  # models other than Paxion: score with score_pairs (ITM/VTM) instead of similarity
 
     def __post_init__(self) -> None:
         unknown = [p for p in self.probes if p not in PROBES]
@@ -56,17 +63,45 @@ class ActionBenchConfig(PaxionTaskConfig):
 
 
 @registry.register("task", "actionbench")
-class ActionBenchTask(PaxionTask):
+class ActionBenchTask(ModelTask):
     Config = ActionBenchConfig
 
     @torch.no_grad()
     def eval_step(self, model: nn.Module, batch: Batch) -> dict[str, Any]:
-        model = unwrap(model)
+        model = unwrap_model(model)
         out = self.eval_outputs(model, batch)
         # a probe whose negative captions the split lacks is left out (compute_metrics says so)
         probes = [p for p in self.task_cfg.probes if PROBES[p][1] is None or batch.get(PROBES[p][1]) is not None]
-        if not probes:
-            return out
+        if probes and isinstance(model, PaxionModel):
+            out.update(self._paxion_scores(model, batch, probes))
+        elif probes:
+            out.update(self._protocol_scores(model, batch, probes))
+        if probes and "video_id" in batch:
+            out["video_id"] = list(batch["video_id"])
+        return out
+
+    def scorer_name(self, model: nn.Module) -> str:
+        """What scored the probes, for the log: the Paxion module or the protocol scorer."""
+        if isinstance(unwrap_model(model), PaxionModel):
+            return self.task_cfg.eval_module
+        return "pair scorer" if self.task_cfg.use_pair_scorer else "similarity"
+
+    def _protocol_scores(self, model: nn.Module, batch: Batch, probes: list[str]) -> dict[str, torch.Tensor]:
+        """Scores of any video-text model through the task protocol (probabilities (B, 2), correct first)."""
+        captions, use_pairs = list(batch["text_input"]), self.task_cfg.use_pair_scorer
+        clips = encode_clips(model, batch["video_input"], with_reversed="video_reversal" in probes)
+        out = {}
+        for probe in probes:
+            key = PROBES[probe][1]
+            if key is None:
+                out[f"{probe}_scores"] = reversal_choice_scores(model, clips, captions, use_pairs)
+            else:
+                candidates = [[c, n] for c, n in zip(captions, batch[key])]
+                out[f"{probe}_scores"] = caption_choice_scores(model, clips, candidates, use_pairs)
+        return out
+
+    def _paxion_scores(self, model: PaxionModel, batch: Batch, probes: list[str]) -> dict[str, torch.Tensor]:
+        out = {}
         module = self.task_cfg.eval_module
         captions = list(batch["text_input"])
         size = len(captions)
@@ -88,8 +123,6 @@ class ActionBenchTask(PaxionTask):
                 offset += size
                 scores = self._caption_scores(model, enc, candidates, module)
             out[f"{probe}_scores"] = scores  # (B, 2) probabilities, correct candidate first
-        if "video_id" in batch:
-            out["video_id"] = list(batch["video_id"])
         return out
 
     def _combine(self, model: PaxionModel, logits: torch.Tensor, backbone_logits: Any) -> torch.Tensor:
@@ -154,8 +187,8 @@ class ActionBenchTask(PaxionTask):
             self.write_predictions(output_dir, split, probe, rows)
         metrics["nonfinite_scores"] = int(bad_any.sum())
         if summary:
-            logger.info("ActionBench %s (%s, %d clips): %s", split, self.task_cfg.eval_module,
-                        metrics["num_samples"], " | ".join(summary))
+            scorer = self.scorer_name(self.model) if self.model is not None else self.task_cfg.eval_module
+            logger.info("ActionBench %s (%s, %d clips): %s", split, scorer, metrics["num_samples"], " | ".join(summary))
         return metrics
 
     def _scored_probes(self, outputs: dict[str, Any], split: str, metrics: dict[str, Any]) -> list[str]:

@@ -1,8 +1,7 @@
 """What every task shares: the model, the datasets, the batch collation and the training step.
 
 :class:`ModelTask` serves any registered model (``model.arch``) through the task protocol
-(:mod:`paxion.tasks.protocol`); :class:`PaxionTask` is the same for tasks that need a
-:class:`PaxionModel` itself (the ActionBench probes).
+(:mod:`paxion.tasks.protocol`); a Paxion model is seen through :class:`PaxionView` with ``eval_module``.
 """
 
 from __future__ import annotations
@@ -37,14 +36,6 @@ class ModelTaskConfig(TaskConfig):
 
 
 PaxionTaskConfig = ModelTaskConfig  # the name the Paxion tasks and configs know
-
-
-def unwrap(model: nn.Module) -> PaxionModel:
-    """The PaxionModel inside a DDP wrapper (or the model itself)."""
-    inner = unwrap_model(model)
-    if not isinstance(inner, PaxionModel):
-        raise TypeError(f"this task needs a PaxionModel (model.arch: paxion), got {type(inner).__name__}")
-    return inner
 
 
 # sample key -> batch key of the per-sample lists the shared ``collate`` does not know (Singularity-format data)
@@ -159,12 +150,3 @@ class ModelTask(BaseTask):
             for row in rows:
                 f.write(json.dumps(row) + "\n")
         logger.info("per-sample predictions: %s", path)
-
-
-class PaxionTask(ModelTask):
-    """A task that needs the :class:`PaxionModel` itself (probes over its encodings)."""
-
-    def build_model(self) -> nn.Module:
-        if self.cfg.model is None or self.cfg.model.arch != "paxion":
-            raise ValueError(f"task '{self.cfg.task.name}' needs model.arch: paxion")
-        return super().build_model()
