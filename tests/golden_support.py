@@ -8,8 +8,9 @@ layout of that original, loaded through the project's public converters.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 

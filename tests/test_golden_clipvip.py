@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from golden_support import compare, golden_dir, load_golden
+
 from paxion.model import PaxionConfig, PaxionModel
 from paxion.patcher import PatcherConfig
 from paxion.registry import registry
@@ -49,7 +49,8 @@ def outputs() -> dict[str, torch.Tensor]:
         out["small.input_ids"], out["small.attention_mask"] = tokens["input_ids"], tokens["attention_mask"]
         out["backbone.text_pooled"], out["backbone.text_tokens"] = backbone.encode_text(tokens)
         for name, clip in (("", video), ("_reversed", video.flip(1))):
-            out[f"backbone.video_tokens{name}"] = backbone.aggregate(backbone.encode_frames(model.normalize_video(clip)))[1]
+            frames = backbone.encode_frames(model.normalize_video(clip))
+            out[f"backbone.video_tokens{name}"] = backbone.aggregate(frames)[1]
         enc = model.encode_video(video, with_reversed=True)
         logits = model.logits(enc.features("patcher"), model.encode_text(captions + antonyms), "patcher")
         for view, name in ((slice(None, batch), ""), (slice(batch, None), "_reversed")):

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from golden_support import compare, golden_dir, load_golden
+
 from paxion.fuser import FuserConfig
 from paxion.model import PaxionConfig, PaxionModel
 from paxion.patcher import PatcherConfig

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from einops import rearrange
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
+import common
 
 REPO = "MikeWangWZHL/Paxion"
 COMMIT = "9369d924a598c4519bfc466e01f80a4977d4c423"
@@ -49,14 +49,14 @@ SEED = 0
 FRAMES, TEMPORAL_SIZE, VOCAB, EMBED = 4, 6, 64, 24
 CLIP_CONFIG = {
     "projection_dim": EMBED,
-    "text_config": dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                        num_attention_heads=2, max_position_embeddings=16, hidden_act="quick_gelu"),
-    "vision_config": dict(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
-                          image_size=32, patch_size=16, hidden_act="quick_gelu"),
+    "text_config": {"vocab_size": VOCAB, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                        "num_attention_heads": 2, "max_position_embeddings": 16, "hidden_act": "quick_gelu"},
+    "vision_config": {"hidden_size": 64, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4,
+                          "image_size": 32, "patch_size": 16, "hidden_act": "quick_gelu"},
 }
 VIP = {"type": "ViP", "temporal_size": TEMPORAL_SIZE, "if_use_temporal_embed": 1, "logit_scale_init_value": 4.60,
        "add_cls_num": 3}
-PATCHER = dict(depth=1, dim_head=16, heads=2, num_latents=16, ff_mult=2.0)
+PATCHER = {"depth": 1, "dim_head": 16, "heads": 2, "num_latents": 16, "ff_mult": 2.0}
 CAPTIONS = ["a person picks up a cup from the table", "Café crème brûlée 🎉", "人が箱を開ける"]
 ANTONYMS = ["a person puts down a cup on the table", "", "mojibake cafÃ© and UPPER MiXeD Case"]
 SALIENT = [True, False, True]
@@ -86,8 +86,8 @@ def fold(ids: torch.Tensor) -> torch.Tensor:
 
 def build_backbone(models: object, work: Path, out: Path) -> torch.nn.Module:
     """Random VidCLIP -> release file -> the original's loader (``_load_backbone``) reads it back."""
-    from easydict import EasyDict
     from ClipViP.src.modeling.VidCLIP import VidCLIP
+    from easydict import EasyDict
 
     (work / "clip").mkdir()
     (work / "clip" / "config.json").write_text(json.dumps(CLIP_CONFIG))

@@ -97,7 +97,8 @@ class _Registry:
 
 
 def install_lavis_stand_ins() -> None:
-    """Make ``import lavis...`` (and ``decord``, ``skimage``, ``cv2`` when absent) succeed for the original Paxion in one process."""
+    """Make ``import lavis...`` (and ``decord``, ``skimage``, ``cv2`` when absent) succeed for the original
+    Paxion in one process."""
     if "lavis" in sys.modules:
         return
 
@@ -124,7 +125,8 @@ def install_lavis_stand_ins() -> None:
     _module("lavis.processors")
     _module("lavis.processors.base_processor", BaseProcessor=BaseProcessor)
     _module("lavis.processors.randaugment", RandomAugment=type("RandomAugment", (), {}))
-    _module("lavis.processors.blip_processors", BlipImageBaseProcessor=type("BlipImageBaseProcessor", (BaseProcessor,), {}))
+    blip = type("BlipImageBaseProcessor", (BaseProcessor,), {})
+    _module("lavis.processors.blip_processors", BlipImageBaseProcessor=blip)
     _module("decord", VideoReader=None, cpu=None, bridge=None)  # only its mp4 reader uses it
     # image libraries imported by its video transforms; only the numpy resize path (unused here) calls them
     for name in ("skimage", "skimage.transform", "cv2"):
@@ -162,7 +164,9 @@ def packages(names: list[str]) -> dict[str, str]:
     return found
 
 
-def save_golden(path: Path, meta: dict[str, object], tensors: dict[str, torch.Tensor], extra: dict[str, object]) -> None:
+def save_golden(
+    path: Path, meta: dict[str, object], tensors: dict[str, torch.Tensor], extra: dict[str, object]
+) -> None:
     """One golden file: {"meta", "outputs" (name -> tensor), **extra (texts, configs)}; tensors contiguous, CPU."""
     outputs = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     torch.save({"meta": meta, "outputs": outputs, **extra}, path)

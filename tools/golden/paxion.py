@@ -38,17 +38,17 @@ import torch.nn.functional as F
 from einops import rearrange
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
+import common
 
 REPO = "MikeWangWZHL/Paxion"
 COMMIT = "9369d924a598c4519bfc466e01f80a4977d4c423"
 SEED = 0
 FRAMES, IMAGE, PATCH = 4, 32, 8
-VISION = dict(width=64, layers=4, heads=4, return_list=[2, 3])
-TEXT = dict(width=32, layers=2, heads=2, context=16, vocab=64)
+VISION = {"width": 64, "layers": 4, "heads": 4, "return_list": [2, 3]}
+TEXT = {"width": 32, "layers": 2, "heads": 2, "context": 16, "vocab": 64}
 EMBED = 32
-PATCHER = dict(depth=1, dim_head=16, heads=2, num_latents=16, ff_mult=2.0)
-FUSER = dict(dim_head=16, heads=2, ff_mult=2.0)
+PATCHER = {"depth": 1, "dim_head": 16, "heads": 2, "num_latents": 16, "ff_mult": 2.0}
+FUSER = {"dim_head": 16, "heads": 2, "ff_mult": 2.0}
 CAPTIONS = ["a person picks up a cup from the table", "Café crème brûlée 🎉", "人が箱を開ける"]
 ANTONYMS = ["a person puts down a cup on the table", "", "the quick brown fox jumps over the lazy dog " * 3]
 SALIENT = [True, False, True]
@@ -103,15 +103,15 @@ def build_patch_and_fuse(models: object, backbone: torch.nn.Module, fuser: bool)
 
     perceiver = dict(dim=EMBED, k_v_dim=VISION["width"], **PATCHER)
     perceiver["ff_mult"] = int(perceiver["ff_mult"])
-    kwargs = dict(
-        vision_perceiver_config=perceiver, if_add_temporal_emebdding=True, temp_emb_drop_out=0.1,
-        num_frms=FRAMES, state_change_filtering_for_FDM=True,
-    )
+    kwargs = {
+        "vision_perceiver_config": perceiver, "if_add_temporal_emebdding": True, "temp_emb_drop_out": 0.1,
+        "num_frms": FRAMES, "state_change_filtering_for_FDM": True,
+    }
     if fuser:
         kwargs.update(
             objectives=[models.VTC], loss_weighting=[1.0], if_as_knowledge_fuser=True, knowledge_fuser_type="xattn",
-            knowledge_fuser_config=dict(dim=EMBED, k_v_dim=EMBED, dim_head=FUSER["dim_head"], heads=FUSER["heads"],
-                                        ff_mult=int(FUSER["ff_mult"])),
+            knowledge_fuser_config={"dim": EMBED, "k_v_dim": EMBED, "dim_head": FUSER["dim_head"],
+                                    "heads": FUSER["heads"], "ff_mult": int(FUSER["ff_mult"])},
             train_knowledge_fuser_jointly=True,
         )
     else:
