@@ -21,7 +21,7 @@ Widths: the original hard-codes 768 for the vision and text widths in ``Singular
 models here are built with 16-wide BEiT / BERT configs and the five 768-wide parts that constructor
 makes from the constant (``vision_proj``, ``text_proj``, ``itm_head``, ``temporal_embeddings``,
 ``vision_layernorm``) are replaced by 32-wide ones before the weights are drawn. Every parameter is then
-drawn from a seeded normal distribution (LayerNorm scales around 1), and vocabulary rows that no
+drawn from a seeded normal distribution (std ``STD``, LayerNorm scales around 1), and vocabulary rows that no
 recorded text uses are zeroed so the files only store the used rows (``vocab_rows``); the test
 rebuilds the full tables with zeros.
 
@@ -59,6 +59,7 @@ WIDTH, HEADS, MLP = 16, 2, 32
 TEXT_LAYERS, FUSION_LAYER = 5, 2  # the QA decoder is hard-coded to 3 layers = 5 - 2
 IMAGE, PATCH, VISION_LAYERS, TEMPORAL_LAYERS = 16, 8, 2, 2
 MAX_POSITIONS, EMBED_DIM, TEMP = 64, 8, 0.07
+STD = 0.15  # weights: about what BERT's 0.02 at width 768 gives per unit of fan-in at width 16
 MAX_TXT_L, MAX_Q_LEN, MAX_A_LENS = 32, 25, (5, 6)
 
 # the same sizes in this project's SingularityConfig fields (the test builds its models from these)
@@ -172,7 +173,7 @@ def draw_weights(model: torch.nn.Module, seed: int, used_ids: torch.Tensor) -> N
         elif name == "temp":
             param.fill_(TEMP)
         else:
-            param.copy_(0.05 * noise)
+            param.copy_(STD * noise)
         if param.ndim >= 1 and param.shape[0] == VOCAB_SIZE:
             keep = torch.zeros(VOCAB_SIZE, dtype=torch.bool)
             keep[used_ids] = True
