@@ -20,7 +20,7 @@ What it records (CPU, fp32, small random-weight models of the original architect
 Widths: the original hard-codes 768 for the vision and text widths in ``SingularityRetrievalBase``; the
 models here are built with 16-wide BEiT / BERT configs and the five 768-wide parts that constructor
 makes from the constant (``vision_proj``, ``text_proj``, ``itm_head``, ``temporal_embeddings``,
-``vision_layernorm``) are replaced by 32-wide ones before the weights are drawn. Every parameter is then
+``vision_layernorm``) are replaced by 16-wide ones before the weights are drawn. Every parameter is then
 drawn from a seeded normal distribution (std ``STD``, LayerNorm scales around 1), and vocabulary rows that no
 recorded text uses are zeroed so the files only store the used rows (``vocab_rows``); the test
 rebuilds the full tables with zeros.
