@@ -19,7 +19,7 @@ import torch
 from omegaconf import OmegaConf
 
 from paxion.backbones.singularity.model import SINGULARITY_TINY, SingularityBackbone
-from paxion.backbones.singularity.tokenizer import CLS_ID, PAD_ID, WordPieceTokenizer
+from paxion.backbones.singularity.tokenizer import CLS_ID, PAD_ID
 from paxion.systems.singularity import (
     SingularityQA,
     SingularityQAConfig,
@@ -102,9 +102,11 @@ def test_single_sequences_are_the_originals(tokens: dict, form: str, max_length:
 
 @pytest.mark.parametrize("max_a_len", [5, 6])
 def test_qa_answers_are_the_originals(tokens: dict, max_a_len: int) -> None:
-    """"answer [SEP]" in the text -> [CLS] answer [SEP]; the [SEP] is lost when the answer is cut."""
+    """An "answer [SEP]" text -> [CLS] answer [SEP]; the [SEP] is lost when the answer is cut."""
     golden = tokens[f"answer_{max_a_len}"]
-    ids, mask = SingularityQA(SingularityQAConfig(size="tiny", max_a_len=max_a_len)).answer_tokens(golden["raw_answers"])
+    ids, mask = SingularityQA(SingularityQAConfig(size="tiny", max_a_len=max_a_len)).answer_tokens(
+        golden["raw_answers"]
+    )
     assert torch.equal(ids, golden["input_ids"].long()) and torch.equal(mask, golden["attention_mask"].long())
 
 
@@ -145,8 +147,9 @@ def test_retrieval_text_features_and_itc(retrieval: tuple) -> None:
         video = model.encode_video_for_retrieval(golden["video"])
         sim = model.retrieval_similarity(video["embed"], text["embed"]) / model.temp
         square = model.encode_text_for_retrieval(golden["texts"][:3])
-        loss_itc = obj.itc_loss(model.retrieval_similarity(video["embed"], square["embed"]) / model.temp,
-                                golden["itc_idx"])
+        loss_itc = obj.itc_loss(
+            model.retrieval_similarity(video["embed"], square["embed"]) / model.temp, golden["itc_idx"]
+        )
     close(text["hidden"], golden["text_embeds"])
     close(text["embed"], golden["text_feat"])
     close(sim, golden["sim_i2t"])
@@ -223,9 +226,11 @@ def test_qa_answer_ranking(qa: tuple) -> None:
 
 def test_qa_training_loss(qa: tuple) -> None:
     golden, model = qa
-    batch = {"video_input": golden["video"], "question_input": golden["questions"],
-             "answer_input": golden["train_answers"]}
+    batch = {
+        "video_input": golden["video"],
+        "question_input": golden["questions"],
+        "answer_input": golden["train_answers"],
+    }
     with torch.no_grad():
         out = model(batch)
     close(out["loss_vqa"], golden["loss_vqa"])
-

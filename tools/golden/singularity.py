@@ -219,9 +219,8 @@ def video(seed: int, batch: int, frames: int) -> tuple[torch.Tensor, torch.Tenso
 
 @torch.no_grad()
 def retrieval_golden(cfg: dict, tokenizer, used_ids: torch.Tensor) -> dict:
-    from omegaconf import OmegaConf
-
     from models.model_pretrain import Singularity
+    from omegaconf import OmegaConf
 
     config = OmegaConf.create(cfg)
     model = Singularity(config=config, tokenizer=tokenizer)
@@ -280,9 +279,8 @@ def retrieval_golden(cfg: dict, tokenizer, used_ids: torch.Tensor) -> dict:
 
 @torch.no_grad()
 def qa_golden(cfg: dict, tokenizer, used_ids: torch.Tensor) -> dict:
-    from omegaconf import OmegaConf
-
     from models.model_vqa import Singularity
+    from omegaconf import OmegaConf
 
     config = OmegaConf.create(cfg)
     model = Singularity(config=config, tokenizer=tokenizer)
@@ -330,7 +328,6 @@ def main() -> None:
     sys.path.insert(0, str(args.original.resolve()))
     torch.set_num_threads(1)
     import transformers
-
     from models.tokenization_bert import BertTokenizer
 
     commit = commit_of(args.original)
