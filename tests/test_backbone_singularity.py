@@ -223,17 +223,25 @@ def test_text_encoder_matches_transformers_bert() -> None:
 
 
 def test_tokenizer_matches_slow_bert_tokenizer() -> None:
+    """Both layouts against the library's slow BERT tokenizer: [CLS] X [SEP] (usual), and [CLS] X (Singularity's)."""
     reference = BertTokenizerLegacy(vocab_file=str(VOCAB_PATH), do_lower_case=True)
-    ours = WordPieceTokenizer()
     captions = CAPTIONS + ["Turning the camera left while filming something", "[CLS] Naïve résumé\tWITH\u00a0tabs"]
     expected = reference(captions, padding=True, return_tensors="pt")
-    got = ours(captions)
+    got = WordPieceTokenizer()(captions)
     assert torch.equal(got["input_ids"], expected["input_ids"])
     assert torch.equal(got["attention_mask"], expected["attention_mask"])
     assert got["input_ids"].dtype == torch.int64 and got["attention_mask"].dtype == torch.int64
     assert got["input_ids"][0, 0] == 101 and (got["input_ids"] == 102).sum() == len(captions)
     assert got["input_ids"][-1].tolist().count(0) == (got["attention_mask"][-1] == 0).sum()
-    assert ours.vocab_size == 30522
+    assert WordPieceTokenizer().vocab_size == 30522
+
+    # Singularity's layout: the same rows with their closing [SEP] turned into padding
+    singularity = SingularityBackbone(SINGULARITY_TINY).tokenize(captions)
+    closing = expected["attention_mask"].sum(1) - 1  # (B,) position of each row's [SEP]
+    ids = expected["input_ids"].clone()
+    ids[torch.arange(len(captions)), closing] = 0
+    assert torch.equal(singularity["input_ids"], ids[:, :-1])
+    assert (singularity["input_ids"] != 102).all()
 
 
 # ----------------------------------------------------------------------------------------- GPU

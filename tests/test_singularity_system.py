@@ -109,6 +109,7 @@ def test_sequence_nll_sums_next_token_losses() -> None:
 
 
 def test_fit_tokens_pads_and_truncates_keeping_sep() -> None:
+    """BERT's usual [CLS] X [SEP] layout (ALPRO); Singularity's own rows are cut by its tokenizer."""
     ids = torch.tensor([[101, 5, 6, 7, 8, 102], [101, 5, 102, 0, 0, 0]])
     mask = (ids != 0).long()
     cut, cut_mask = fit_tokens(ids, mask, 4)
@@ -237,7 +238,7 @@ def qa(seed: int = 0, **overrides) -> torch.nn.Module:
 
 
 def answer_log_likelihood(model, states, states_mask, answer: str) -> torch.Tensor:
-    """log p(answer [SEP] [SEP] | question) token by token, one answer at a time (a brute-force reference)."""
+    """log p(answer [SEP] | question) token by token, one answer at a time (a brute-force reference)."""
     ids, mask = model.answer_tokens([answer])
     logits = model.decode(ids, mask, states, states_mask)[0].log_softmax(-1)  # (La, V)
     return sum(logits[t - 1, ids[0, t]] for t in range(1, int(mask.sum())))

@@ -6,7 +6,8 @@ What Paxion reads from it:
   embedding -> temporal encoder (attention across the T frames at each token position);
 * pooled video (B, 256): mean over frames of ``vision_proj`` of the per-frame BEiT pooler output,
   which never sees the temporal encoder, so the pooled vector ignores frame order by design;
-* text: ``text_proj`` of the CLS token after the first ``fusion_layer`` BERT layers.
+* text: ``text_proj`` of the CLS token after the first ``fusion_layer`` BERT layers, the text
+  tokenised as Singularity's own tokenizer does (``[CLS] X``, no ``[SEP]``).
 
 The per-frame BEiT pass is ``encode_frames``; a time-reversed clip only re-runs ``aggregate``.
 """
@@ -101,6 +102,7 @@ class SingularityBackbone(BertTextSide, VideoTextBackbone):
     """Frozen-backbone view of Singularity-temporal; parameter names equal the official checkpoint's."""
 
     frame_order_invariant_frames = True  # BEiT sees one frame at a time
+    text_append_sep = False  # Singularity's tokenizer: [CLS] X, no [SEP]
 
     def __init__(self, config: SingularityConfig = SINGULARITY_TEMPORAL_17M) -> None:
         super().__init__()

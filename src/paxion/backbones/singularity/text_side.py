@@ -22,6 +22,7 @@ class BertTextSide:
     text_proj: nn.Linear
     vision_proj: nn.Linear
     temp: torch.Tensor
+    text_append_sep: bool = True  # [CLS] X [SEP]; Singularity's own layout is [CLS] X (False)
     _tokenizer: Optional[WordPieceTokenizer] = None  # built on first use
 
     def encode_text(self, text: TextInput) -> tuple[torch.Tensor, torch.Tensor]:
@@ -33,10 +34,11 @@ class BertTextSide:
     @property
     def tokenizer(self) -> WordPieceTokenizer:
         if self._tokenizer is None:
-            self._tokenizer = WordPieceTokenizer()
+            self._tokenizer = WordPieceTokenizer(append_sep=self.text_append_sep)
         return self._tokenizer
 
     def tokenize(self, texts: list[str]) -> TextInput:
+        """Padded to the longest text, never truncated (the original Paxion's ``padding=True``)."""
         return self.tokenizer(texts)
 
     def logit_scale(self) -> torch.Tensor:

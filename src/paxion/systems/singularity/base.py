@@ -48,8 +48,9 @@ def build_text_encoder(w: SingularityConfig, *, layers: int, cross_from: int, cr
 
 
 def fit_tokens(ids: torch.Tensor, mask: torch.Tensor, max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pad / truncate tokenised text (B, L) to exactly ``max_len`` (HF ``padding="max_length",
-    truncation=True``): a cut row keeps its final ``[SEP]``."""
+    """Pad / truncate ``[CLS] X [SEP]`` rows (B, L) to exactly ``max_len`` (HF ``padding="max_length",
+    truncation=True``): a cut row keeps its final ``[SEP]``. BERT's usual layout (ALPRO); Singularity's
+    own rows have no ``[SEP]`` and are cut by its tokenizer (``max_length``)."""
     lengths = mask.sum(1)  # (B,)
     if ids.shape[1] < max_len:
         pad = max_len - ids.shape[1]
@@ -131,14 +132,17 @@ class SingularityVideoText(nn.Module):
     @property
     def tokenizer(self) -> WordPieceTokenizer:
         if self._tokenizer is None:
-            self._tokenizer = WordPieceTokenizer()
+            self._tokenizer = WordPieceTokenizer(append_sep=False)
         return self._tokenizer
 
     def tokenize(self, texts: list[str], max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """texts -> (input_ids, attention_mask) (B, max_len) on the model's device."""
-        tokens = self.tokenizer(list(texts))
-        ids, mask = fit_tokens(tokens["input_ids"], tokens["attention_mask"], max_len)
-        return ids.to(self.device), mask.to(self.device)
+        """texts -> (input_ids, attention_mask) (B, max_len) on the model's device.
+
+        The original's layout: ``[CLS] X`` with no ``[SEP]``, padded to ``max_len``; an over-long text
+        keeps its first ``max_len - 1`` word pieces.
+        """
+        tokens = self.tokenizer(list(texts), max_length=max_len)
+        return tokens["input_ids"].to(self.device), tokens["attention_mask"].to(self.device)
 
     # ------------------------------------------------------------------ video
     def encode_frames(self, video: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:

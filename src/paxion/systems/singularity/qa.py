@@ -66,7 +66,8 @@ class SingularityQA(SingularityVideoText):
         return self.text_encoder(ids, mask, context=video_tokens), mask
 
     def answer_tokens(self, answers: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """answers -> ``[CLS] answer [SEP] [SEP]`` ids / mask (N, max_a_len) (``eos`` appended, as the original)."""
+        """answers -> ``[CLS] answer [SEP]`` ids / mask (N, max_a_len): the ``eos`` text appended, as the
+        original's data does, is the only ``[SEP]``; an answer too long for ``max_a_len`` loses it."""
         return self.tokenize([f"{a} {self.cfg.eos}" for a in answers], self.cfg.max_a_len)
 
     def decode(
