@@ -16,8 +16,8 @@ import pytest
 import torch
 from golden_support import compare, golden_dir, load_golden
 
-from paxion.model import PaxionConfig, PaxionModel
-from paxion.patcher import PatcherConfig
+from paxion.systems.paxion.model import PaxionConfig, PaxionModel
+from paxion.systems.paxion.patcher import PatcherConfig
 from paxion.registry import registry
 
 GOLDEN = load_golden("clipvip")

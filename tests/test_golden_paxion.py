@@ -15,9 +15,9 @@ import pytest
 import torch
 from golden_support import compare, golden_dir, load_golden
 
-from paxion.fuser import FuserConfig
-from paxion.model import PaxionConfig, PaxionModel
-from paxion.patcher import PatcherConfig
+from paxion.systems.paxion.fuser import FuserConfig
+from paxion.systems.paxion.model import PaxionConfig, PaxionModel
+from paxion.systems.paxion.patcher import PatcherConfig
 from paxion.registry import registry
 
 GOLDEN = load_golden("paxion")
