@@ -5,8 +5,8 @@ original architecture in its release layouts (retrieval model with MLM head; QA 
 plain-BERT ``text_encoder.*`` keys) and that model's outputs on a fixed uint8 video and raw text.
 Everything here goes through the public path: the registered ``alpro`` model, its converter
 (``pretrained:``) and tokenizer. Tolerances: token ids exact; float outputs ``ATOL`` (fp32; measured
-max-abs differences: VTC similarity 1.5e-8, VTM logits 1.2e-7, VTC / VTM losses 1.2e-7 / 6e-8, MLM
-logits 1.8e-7, MLM loss 0, QA logits 8.9e-8, QA loss 0).
+max-abs differences: VTC similarity 5.2e-8, VTM logits 5.1e-7, VTC / VTM losses 1.2e-7 / 0, MLM
+logits 1.7e-6, MLM loss 0, QA logits 1.6e-6, QA loss 0; a tanh GELU in BERT moves them by 1e-5 .. 1e-3).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from paxion.systems.alpro import AlproConfig
 from paxion.systems.singularity.objectives import mlm_loss
 
 GOLDEN = Path(__file__).parent / "golden" / "alpro"
-ATOL = 1e-5  # similarities, logits, losses (largest measured 1.8e-7: see the module docstring)
+ATOL = 1e-5  # similarities, logits, losses (largest measured 1.7e-6: see the module docstring)
 # the small architecture the files were written with (tools/golden/alpro.py)
 SIZE = {"text_width": 32, "text_layers": 2, "fusion_layer": 1, "text_heads": 2, "text_mlp_width": 64,
         "max_positions": 64, "embed_dim": 256}

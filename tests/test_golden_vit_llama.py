@@ -6,8 +6,8 @@ The files hold a small random-weight ViTLLaMA of the original architecture as it
 LLaMA file its LLaMA layer was read from (layer 1), and the original's outputs on a fixed uint8 clip
 (through its evaluation transforms) and fixed LLaMA-width tokens. Everything goes through the public
 path: the registered ``videomae_classifier`` model with ``pretrained:`` and ``llm_block.weights:``.
-Tolerance ``ATOL`` for every float output (fp32; measured max-abs differences: logits 1.2e-7, loss 0,
-pooled features 7.2e-7, LLaMA block output 7.2e-7).
+Tolerance ``ATOL`` for every float output (fp32; measured max-abs differences: logits 4.8e-7, loss 3.6e-7,
+pooled features 4.8e-7, LLaMA block output 7.2e-7).
 """
 
 from __future__ import annotations

@@ -32,9 +32,10 @@ Stand-ins defined here (no original code is copied):
   ratio 2 and re-making ``vision_proj`` as Linear(32, 256); BERT is 2 layers (fusion from layer 1),
   width 32, 2 heads, MLP 64, 64 positions; 32x32 frames, 16x16 patches, 4 frames.
 
-Weights: the original's initialisation plus N(0, 0.05) noise on every parameter (so no weight is a
-trivial 0 / 1); the word-embedding rows (and MLM decoder biases) of tokens that no fixed input uses are
-zero, so the gzip'ed release-layout files stay small. Everything runs in ``eval()`` (no dropout).
+Weights: the original's initialisation plus N(0, 0.2) noise on every parameter (no weight is a trivial
+0 / 1, activations are of order one, so a wrong activation or norm shows well above fp32 noise); the
+word-embedding rows (and MLM decoder biases) of tokens that no fixed input uses are zero, and so is the
+unused Kinetics head, so the gzip'ed release-layout files stay small. Everything runs in ``eval()`` (no dropout).
 Losses use a batch of 2, where VTM's hard negative is the only other item (no sampling left).
 """
 
@@ -57,7 +58,7 @@ VOCAB = ROOT / "src/paxion/backbones/singularity/vocab.txt"
 W, HEADS, MLP, TEXT_LAYERS, FUSION, POSITIONS = 32, 2, 64, 2, 1, 64
 VIT_DEPTH, VIT_HEADS, VIT_MLP_RATIO = 2, 2, 2.0
 IMAGE, PATCH, FRAMES, NUM_ANSWERS = 32, 16, 4, 5
-NOISE = 0.05
+NOISE = 0.2
 
 # tokenizer-only: awkward texts (plain, accented, unicode / CJK / emoji, empty, control, over-long)
 AWKWARD = [

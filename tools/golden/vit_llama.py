@@ -28,7 +28,7 @@ Stand-ins defined here (no original code is copied):
   LLaMA config of width 32, 4 heads, ``multiple_of`` 16 (FFN 96), ``n_layers`` 2 with ``first_layer`` 1
   (one block, read from layer 1 of the Meta file), with the mappers re-made as Linear(32, 32).
 
-Weights: the original's initialisation plus N(0, 0.05) noise on every parameter except the LLaMA
+Weights: the original's initialisation plus N(0, 0.2) noise on every parameter except the LLaMA
 wrapper's final RMSNorm (the original never loads it and keeps it frozen at ones); the LLaMA layers are
 then loaded from a small Meta-layout ``consolidated.00.pth`` (random layers 0 and 1, final ``norm``,
 ``tok_embeddings``, ``output``, ``rope.freqs``) by the original's own loader. The fine-tuned file is saved
@@ -53,7 +53,7 @@ ROOT = Path(__file__).resolve().parents[2]
 E, DEPTH, HEADS, PATCH, TUBELET, FRAMES, IMAGE, CLASSES = 32, 2, 2, 8, 2, 4, 32, 5
 LLAMA = {"dim": 32, "multiple_of": 16, "n_heads": 4, "n_layers": 2, "norm_eps": 1.0e-6, "vocab_size": -1,
          "first_layer": 1}
-NOISE = 0.05
+NOISE = 0.2
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
 
