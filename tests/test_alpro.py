@@ -267,3 +267,11 @@ def test_knowledge_patcher_backbone_loads_the_pretrained_file(tmp_path: Path) ->
         expected = system.encode_video_for_retrieval(video)["embed"]
     torch.testing.assert_close(F.normalize(pooled, dim=-1), expected)
     assert tokens.shape == (2, 4, 5, 64) and len(official) > len(report.loaded)
+
+
+def test_text_and_video_width_change_together_through_the_overrides() -> None:
+    widths = AlproConfig(size="tiny", size_overrides={"text_width": 32, "text_heads": 2},
+                         video_overrides={"width": 32, "heads": 2}).widths()
+    assert (widths.text_width, widths.video.width, widths.video.num_frames) == (32, 32, 8)
+    with pytest.raises(ValueError, match="video width 32 == text width 64"):
+        AlproConfig(size="tiny", video_overrides={"width": 32, "heads": 2})

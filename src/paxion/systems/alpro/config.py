@@ -78,9 +78,10 @@ class AlproConfig:
         unknown = sorted(set(sizes) - fields)
         if unknown:
             raise ValueError(f"model.size_overrides: unknown {unknown}; valid: {sorted(fields)}")
-        base = dataclasses.replace(SIZES[self.size], **sizes)
-        video = {"gradient_checkpointing": self.gradient_checkpointing, **videos}
-        return base.with_frames(self.num_frames, **video)
+        preset = SIZES[self.size]
+        video = {"gradient_checkpointing": self.gradient_checkpointing, **videos, "num_frames": self.num_frames}
+        # video first, so that size_overrides may change text_width together with video_overrides' width
+        return dataclasses.replace(preset, video=dataclasses.replace(preset.video, **video), **sizes)
 
 
 def _mapping(value: Any, key: str) -> dict[str, Any]:
