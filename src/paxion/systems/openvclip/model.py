@@ -27,7 +27,8 @@ from torch import nn
 
 from paxion.backbones.base import CheckpointError, Preprocess
 from paxion.backbones.openvclip import SIZES, OpenVCLIPBackbone, build_openvclip_backbone
-from paxion.backbones.openvclip.convert import read_clip_state
+from paxion.backbones.openvclip.convert import read_clip_state, read_pickled_checkpoint
+from paxion.backbones.openvclip.jit_archive import is_torchscript_archive
 from paxion.backbones.openvclip.temporal import is_added_key
 from paxion.registry import registry
 from paxion.systems.openvclip.objectives import (
@@ -118,6 +119,18 @@ class OpenVCLIP(nn.Module):
             for name, value in self.state_dict().items()
             if name.startswith(self.clip_prefix) and value.is_floating_point() and not is_added_key(name)
         }
+
+    def reference_from_file(self, path: str) -> dict[str, torch.Tensor]:
+        """A technique's ``reference:`` file in this model's key space: a state dict of this model, or any file
+        the backbone's converter reads (OpenAI CLIP JIT/state dict, ``swa_*.pth``, SlowFast ``.pyth``), as stored."""
+        own = self.state_dict()
+        raw = None if is_torchscript_archive(path) else read_pickled_checkpoint(path)  # never run an archive
+        state = raw.get("model_state", raw) if isinstance(raw, dict) else raw
+        if isinstance(state, dict) and state and all(key in own for key in state):
+            return state  # already in this model's key space
+        if not isinstance(self.backbone, OpenVCLIPBackbone):
+            raise CheckpointError(f"'{path}': keys are not this model's and its backbone has no CLIP converter")
+        return {self.clip_prefix + key: value for key, value in read_clip_state(path).items()}
 
     def load_state_file(self, path: str) -> None:
         """Load a state dict in this model's key space (a subset is fine; unknown keys are an error)."""
