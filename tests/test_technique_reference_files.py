@@ -10,13 +10,13 @@ from __future__ import annotations
 import pytest
 import torch
 from omegaconf import OmegaConf
+from test_openvclip import FakeCfgNode, _holder_tree
 from torch import nn
 
 from paxion.backbones.base import CheckpointError
 from paxion.systems.openvclip import OpenVCLIP, OpenVCLIPModelConfig
 from paxion.techniques import build_techniques
 from paxion.techniques.base import reference_state
-from test_openvclip import FakeCfgNode, _holder_tree
 
 PREFIX = "backbone.model."
 

@@ -105,8 +105,8 @@ def import_original(root: Path) -> types.SimpleNamespace:
     build.MODEL_REGISTRY = Registry("MODEL")  # SlowFast's distributed utilities and pytorchvideo)
     sys.modules["slowfast.models.build"] = build
     torch.Tensor.cuda = lambda self, *args, **kwargs: self  # CPU stand-in for its .cuda() calls
-    import slowfast.models.clip as clip
     import slowfast.models.temporalclip_video_model as tcv
+    from slowfast.models import clip
 
     return types.SimpleNamespace(clip=clip, tcv=tcv)
 
@@ -204,7 +204,7 @@ def swa_golden(root: Path, folder: Path) -> dict:
     out = {}
     for start, end in ((2, 3), (0, 4)):
         scope = {"torch": torch, "raw_clip": str(folder / "tiny_clip.pt"), "wa_start": start, "wa_end": end}
-        exec(compile(ast.Module([function], []), str(root / "weight_average_tool.py"), "exec"), scope)
+        exec(compile(ast.Module([function], []), str(root / "weight_average_tool.py"), "exec"), scope)  # noqa: S102
         averaged = scope["average_checkpoint"](checkpoints)
         out[f"{start}_{end}"] = {k: v.tolist() for k, v in averaged.items()}
     return {"keys": SWA_KEYS, "averages": out}

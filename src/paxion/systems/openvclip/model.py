@@ -16,10 +16,9 @@ the backbone's weights as built when no file is given.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Optional
-
-import logging
 
 import torch
 import torch.nn.functional as F
