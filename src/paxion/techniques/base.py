@@ -18,7 +18,10 @@ The runner calls three hooks, each a no-op unless a technique overrides it:
 Techniques that interpolate need a *reference state dict* θ0 in the model's own key space:
 ``reference: model`` asks the model (``model.reference_state_dict()``, e.g. Open-VCLIP's original
 CLIP), ``reference: initial`` snapshots the trainable parameters when the run starts (any model,
-Paxion included), any other value is a file holding a state dict in the model's key space.
+Paxion included), any other value is a file: a state dict in the model's key space (bare, or under
+``model_state`` / ``model`` / ``state_dict``), or a file in a release's own layout that the model's
+converter reads (``model.reference_from_file(path)``: Open-VCLIP takes an OpenAI CLIP file, its
+``swa_*.pth`` release or a SlowFast ``checkpoint_epoch_*.pyth``).
 """
 
 from __future__ import annotations
@@ -82,13 +85,25 @@ def reference_state(model: nn.Module, source: str) -> State:
         path = Path(source)
         if not path.is_file():
             raise FileNotFoundError(f"technique reference file '{source}' not found")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = reference_file(model, path)
     unknown = [key for key in state if key not in own]
     if unknown:
         raise KeyError(f"reference state ({source}) key '{unknown[0]}' is not in the model's state dict")
     if not state:
         raise ValueError(f"reference state ({source}) is empty: nothing to interpolate")
     return {key: value.detach().to(own[key].device, torch.float32).clone() for key, value in state.items()}
+
+
+def reference_file(model: nn.Module, path: Path) -> State:
+    """A reference file's tensors in ``model``'s key space: its converter's reading if it has one, else a state dict."""
+    convert = getattr(model, "reference_from_file", None)
+    if callable(convert):
+        return convert(str(path))
+    raw = torch.load(path, map_location="cpu", weights_only=True)
+    for wrapper in ("model_state", "model", "state_dict"):
+        if isinstance(raw, dict) and isinstance(raw.get(wrapper), dict):
+            return raw[wrapper]
+    return raw
 
 
 def live_tensors(model: nn.Module, keys: list[str]) -> dict[str, torch.Tensor]:

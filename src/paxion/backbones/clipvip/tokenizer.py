@@ -11,8 +11,10 @@ the network and the result is the same on every machine.
 from __future__ import annotations
 
 import gzip
+import html
 import importlib.util
 import json
+import re
 import tempfile
 from functools import lru_cache
 from pathlib import Path
@@ -88,21 +90,33 @@ def fold_ids(input_ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
     return torch.where(input_ids == EOT_ID, vocab_size - 1, folded)
 
 
+def openai_clean(text: str) -> str:
+    """OpenAI CLIP's ``SimpleTokenizer`` text clean-up: ftfy's ``fix_text`` (mojibake, NFC), HTML entities
+    unescaped twice, whitespace runs collapsed to one space, ends stripped (the HF tokenizer has none of these)."""
+    import ftfy
+
+    return re.sub(r"\s+", " ", html.unescape(html.unescape(ftfy.fix_text(text))).strip()).strip()
+
+
 class CLIPViPTokenizer:
     """Captions -> ``{"input_ids", "attention_mask"}`` (B, L) int64, padded with EOT to the longest caption.
 
     As in the original there is no truncation: a caption longer than the text model's
     ``context_length`` positions raises. ``vocab_size`` below CLIP's folds ids for tiny test models.
+    ``clean`` first applies :func:`openai_clean`, which makes the ids those of OpenAI's ``clip.tokenize``
+    (Open-VCLIP's tokenizer); CLIP-ViP's own (HF ``CLIPTokenizerFast``) has no such step.
     """
 
-    def __init__(self, context_length: int = 77, vocab_size: int = FULL_VOCAB_SIZE) -> None:
+    def __init__(self, context_length: int = 77, vocab_size: int = FULL_VOCAB_SIZE, clean: bool = False) -> None:
         self.context_length = context_length
         self.vocab_size = vocab_size
+        self.clean = clean
 
     def __call__(self, texts: list[str]) -> TextInput:
         if isinstance(texts, str) or not texts:
             raise ValueError(f"tokenize expects a non-empty list of captions, got {texts!r}")
-        encoded = build_hf_tokenizer()(list(texts), padding=True, truncation=False, return_tensors="pt")
+        texts = [openai_clean(text) for text in texts] if self.clean else list(texts)
+        encoded = build_hf_tokenizer()(texts, padding=True, truncation=False, return_tensors="pt")
         ids, mask = encoded["input_ids"].long(), encoded["attention_mask"].long()  # (B, L)
         lengths = mask.sum(dim=1)
         if ids.shape[1] > self.context_length:

@@ -1,4 +1,10 @@
-"""Open-VCLIP's temporal CLIP (Weng et al., ICML 2023): ViT-B/32, B/16, L/14 and a tiny test size."""
+"""Open-VCLIP's temporal CLIP (Weng et al., ICML 2023): ViT-B/32, B/16, L/14 and a tiny test size.
+
+Measured against the original (wengzejia1/Open-VCLIP @047a817, CPU fp32, random weights; the golden
+files of ``tests/test_golden_openvclip.py``): token ids identical; per-frame video embeddings 4.8e-7,
+text embeddings 2.4e-7, logits 4.8e-7 on a small CLIP loaded from an fp32 file with the fp16 round trip;
+≤ 2.1e-6 at full ViT-B/16 size.
+"""
 
 from __future__ import annotations
 

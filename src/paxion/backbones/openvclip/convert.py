@@ -11,7 +11,14 @@ Accepted files (detected from their content, not their names):
   training checkpoints ``checkpoint_epoch_XXXXX.pyth`` = ``{"epoch", "model_state", "optimizer_state",
   "cfg", ...}``; only ``model_state`` is read, a ``module.`` (DDP) prefix is stripped.
 
-CLIP stores fp16 tensors; everything is cast to fp32 (the original calls ``model.float()``).
+Every tensor ends up fp32 (the original calls ``model.float()``). On the way, a CLIP file (not a
+release/SlowFast file) goes through the original's fp16 step: it builds CLIP, casts the weights of
+its ``Conv2d``/``Linear`` modules, of ``nn.MultiheadAttention``'s packed projection and the
+``proj``/``text_projection`` matrices to fp16 (``clip/model.py: convert_weights``), loads the file
+into that model and only then calls ``model.float()``. So those tensors of an fp32 file are rounded
+to fp16 values (:func:`fp16_cast_keys` lists which; 171 of the 302 tensors of ViT-B/16 with
+``expand_temporal_view``). OpenAI's files hold fp16 values there already, so for them the round
+trip changes nothing; ``fp16_cast=False`` keeps an fp32 file's values as they are.
 """
 
 from __future__ import annotations
@@ -87,8 +94,13 @@ def _drop_clip_extras(tensors: dict[str, torch.Tensor], path: str, report: LoadR
     return out
 
 
+def is_release_file(report: LoadReport) -> bool:
+    """Whether :func:`read_clip_state` read a release/SlowFast ``model_state`` (said by its note)."""
+    return any(note.startswith("read 'model_state'") for note in report.notes)
+
+
 def read_clip_state(path: str | Path, report: LoadReport | None = None) -> dict[str, torch.Tensor]:
-    """CLIP's tensors in CLIP key space (``visual.conv1.weight``, ...), fp32, from any accepted file."""
+    """CLIP's tensors in CLIP key space (``visual.conv1.weight``, ...), fp32 as stored, from any accepted file."""
     path = str(path)
     report = report if report is not None else LoadReport(path=path)
     if not Path(path).is_file():
@@ -116,6 +128,36 @@ def read_clip_state(path: str | Path, report: LoadReport | None = None) -> dict[
     if cast:
         report.notes.append(f"cast {cast} tensors to torch.float32")
     return tensors
+
+
+# CLIP keys whose module convert_weights casts to fp16: Linear (c_fc, c_proj, nn.MultiheadAttention's
+# out_proj is a Linear subclass) and Conv2d weights/biases, and the two projection matrices
+_FP16_SUFFIXES = (".mlp.c_fc.weight", ".mlp.c_fc.bias", ".mlp.c_proj.weight", ".mlp.c_proj.bias",
+                  ".attn.out_proj.weight", ".attn.out_proj.bias")
+_FP16_KEYS = ("visual.conv1.weight", "visual.proj", "text_projection")
+_IN_PROJ = (".attn.in_proj_weight", ".attn.in_proj_bias")
+# vision blocks built on torch's nn.MultiheadAttention, whose packed in_proj convert_weights also casts;
+# the expand_temporal_view* and channel_shift blocks use the repository's own MultiheadAttention copy,
+# which it does not recognise, so their vision in_proj stays fp32
+_VISION_TORCH_MHA = ("none", "cross_frame_attend", "stadapt_zeroinit")
+
+
+def fp16_cast_keys(keys: list[str], temporal_modeling: str) -> list[str]:
+    """The CLIP keys (CLIP key space) the original rounds through fp16 when it loads a CLIP file."""
+    chosen = []
+    for key in keys:
+        if key in _FP16_KEYS or key.endswith(_FP16_SUFFIXES):
+            chosen.append(key)
+        elif key.endswith(_IN_PROJ) and (not key.startswith("visual.") or temporal_modeling in _VISION_TORCH_MHA):
+            chosen.append(key)
+    return chosen
+
+
+def round_through_fp16(tensors: dict[str, torch.Tensor], keys: list[str], report: LoadReport) -> None:
+    """In place: ``tensors[key]`` <- its nearest fp16 value, as fp32 (the original's load then ``float()``)."""
+    for key in keys:
+        tensors[key] = tensors[key].half().float()
+    report.notes.append(f"rounded {len(keys)} tensors through fp16 as the original's convert_weights does")
 
 
 def _strip_release_prefix(state: Any, path: str, report: LoadReport) -> dict[str, torch.Tensor]:
@@ -161,11 +203,20 @@ def convert_clip_state(
     return state
 
 
-def load_openvclip_checkpoint(backbone: nn.Module, path: str | Path) -> LoadReport:
-    """Load a CLIP or Open-VCLIP file into an :class:`OpenVCLIPBackbone` (``assign`` on the meta device)."""
+def load_openvclip_checkpoint(
+    backbone: nn.Module, path: str | Path, fp16_cast: bool = True, temporal_modeling: str = "expand_temporal_view"
+) -> LoadReport:
+    """Load a CLIP or Open-VCLIP file into an :class:`OpenVCLIPBackbone` (``assign`` on the meta device).
+
+    ``fp16_cast``: round a CLIP file's tensors that the original casts (:func:`fp16_cast_keys` for
+    ``temporal_modeling``) through fp16; release/SlowFast files are loaded as stored, as the original does.
+    """
     report = LoadReport(path=str(path))
     expected = {name: tensor.shape for name, tensor in backbone.state_dict().items()}
-    state = convert_clip_state(read_clip_state(path, report), expected, str(path), report)
+    tensors = read_clip_state(path, report)
+    if fp16_cast and not is_release_file(report):
+        round_through_fp16(tensors, fp16_cast_keys(list(tensors), temporal_modeling), report)
+    state = convert_clip_state(tensors, expected, str(path), report)
     on_meta = any(p.is_meta for p in backbone.parameters())
     backbone.load_state_dict(state, strict=not report.missing, assign=on_meta)  # missing: checked above
     logger.info("loaded %s: %d tensors; %s", path, len(report.loaded), "; ".join(report.notes) or "no transforms")

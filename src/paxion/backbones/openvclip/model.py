@@ -44,6 +44,8 @@ class OpenVCLIPConfig:
     temporal_modeling: str = "expand_temporal_view"
     mask_clip_ends: bool = False  # original: missing neighbours are zero keys/values, not masked out
     fixed_channel_shift: bool = False  # original: channel_shift reads its buffer back in a mixed layout
+    # original: a CLIP file's Linear/Conv/attention-projection weights pass through fp16 on loading
+    clip_fp16_cast: bool = True
 
     def __post_init__(self) -> None:
         check_type(self.temporal_modeling)
@@ -253,12 +255,14 @@ class OpenVCLIPBackbone(VideoTextBackbone):
         return self.model.encode_text(text["input_ids"])
 
     def tokenize(self, texts: list[str]) -> TextInput:
-        """CLIP's tokenizer padded to ``context_length`` as ``clip.tokenize`` (ids folded for tiny vocabularies)."""
+        """``clip.tokenize``'s ids (OpenAI's text clean-up, 0 after the EOT up to ``context_length``; a text
+        longer than that raises, as the original's does); ids folded for tiny vocabularies."""
         if self._tokenizer is None:
             from paxion.backbones.clipvip.tokenizer import CLIPViPTokenizer
 
-            self._tokenizer = CLIPViPTokenizer(context_length=self.cfg.context_length, vocab_size=self.cfg.vocab_size)
+            self._tokenizer = CLIPViPTokenizer(self.cfg.context_length, self.cfg.vocab_size, clean=True)
         out = self._tokenizer(texts)
+        out["input_ids"] = out["input_ids"] * out["attention_mask"]  # clip.tokenize: 0 after the EOT, not EOT
         pad = self.cfg.context_length - out["input_ids"].shape[1]
         # clip.tokenize pads with 0 up to the context length; the EOT argmax and causal mask make padding inert
         return {key: F.pad(value, (0, pad)) for key, value in out.items()}
@@ -270,6 +274,8 @@ class OpenVCLIPBackbone(VideoTextBackbone):
         return self.model.visual.proj.t()  # (E, D_v)
 
     def load_official_checkpoint(self, path: str) -> LoadReport:
+        """A CLIP file (its Linear/Conv/projection tensors rounded through fp16 as the original loads them,
+        unless ``clip_fp16_cast`` is off) or an Open-VCLIP release/SlowFast file (as stored)."""
         from paxion.backbones.openvclip.convert import load_openvclip_checkpoint
 
-        return load_openvclip_checkpoint(self, path)
+        return load_openvclip_checkpoint(self, path, self.cfg.clip_fp16_cast, self.cfg.temporal_modeling)

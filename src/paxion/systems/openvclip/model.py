@@ -8,16 +8,17 @@ tower gets no gradient because the classifier is precomputed).
 
 Any registered backbone works: the temporal CLIP gives one embedding per frame, other backbones
 (the shipped tiny InternVideo of the CPU demo) their pooled clip embedding as a single "frame".
-The reference state dict θ0 for IWO / weight patching / SWA is the original CLIP (``clip_ckpt``),
-or the backbone's weights as built when no file is given.
+The reference state dict θ0 for IWO / weight patching / SWA is the original CLIP (``clip_ckpt``)
+as stored in its file, fp32 (the original reads it with ``torch.jit.load(...).state_dict()``, without
+the fp16 round trip its model loading applies; for OpenAI's fp16 files both are the same values), or
+the backbone's weights as built when no file is given.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Optional
-
-import logging
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +26,8 @@ from torch import nn
 
 from paxion.backbones.base import CheckpointError, Preprocess
 from paxion.backbones.openvclip import SIZES, OpenVCLIPBackbone, build_openvclip_backbone
+from paxion.backbones.openvclip.convert import read_clip_state, read_pickled_checkpoint
+from paxion.backbones.openvclip.jit_archive import is_torchscript_archive
 from paxion.backbones.openvclip.temporal import is_added_key
 from paxion.registry import registry
 from paxion.systems.openvclip.objectives import (
@@ -49,6 +52,9 @@ class OpenVCLIPModelConfig:
     fixed_channel_shift: bool = False
     num_frames: int = 8
     clip_ckpt: Optional[str] = None  # OpenAI CLIP file (JIT .pt or state dict): start weights and θ0
+    # round the CLIP file's Linear/Conv/projection weights through fp16 as the original loads them
+    # (changes nothing for OpenAI's fp16 files); false keeps an fp32 file's values
+    clip_fp16_cast: bool = True
     release_ckpt: Optional[str] = None  # Open-VCLIP file (swa_2_22.pth, checkpoint_epoch_*.pyth) loaded after
     state_ckpt: Optional[str] = None  # a state dict in this model's key space ({"model_state": ...} too), e.g. SWA
     templates: str = "openvclip"  # openvclip (the 28 prompts) | name_only
@@ -69,6 +75,7 @@ def build_backbone(cfg: OpenVCLIPModelConfig) -> nn.Module:
             mask_clip_ends=cfg.mask_clip_ends,
             fixed_channel_shift=cfg.fixed_channel_shift,
             num_frames=cfg.num_frames,
+            clip_fp16_cast=cfg.clip_fp16_cast,
         )
     else:
         backbone = registry.get("backbone", cfg.backbone)()
@@ -87,12 +94,7 @@ class OpenVCLIP(nn.Module):
         self.backbone = build_backbone(cfg)
         self.templates = TEMPLATE_SETS[cfg.templates]
         self.clip_prefix = "backbone.model." if isinstance(self.backbone, OpenVCLIPBackbone) else "backbone."
-        # θ0 before any release file: the original CLIP (or the backbone as built)
-        self._reference = {
-            name: value.detach().clone()
-            for name, value in self.state_dict().items()
-            if name.startswith(self.clip_prefix) and value.is_floating_point() and not is_added_key(name)
-        }
+        self._reference = self._initial_reference()
         if cfg.release_ckpt:
             self.backbone.load_official_checkpoint(cfg.release_ckpt)
         if cfg.state_ckpt:
@@ -105,6 +107,29 @@ class OpenVCLIP(nn.Module):
         self.register_buffer("pixel_shift", -mean / std, persistent=False)
         self.register_buffer("classifier", torch.zeros(0), persistent=False)  # (C, E) once classes are set
         self.class_names: list[str] = []
+
+    def _initial_reference(self) -> dict[str, torch.Tensor]:
+        """θ0 before any release file: the CLIP file's tensors as stored, or the backbone as built."""
+        if self.cfg.clip_ckpt and isinstance(self.backbone, OpenVCLIPBackbone):
+            stored = read_clip_state(self.cfg.clip_ckpt)  # fp32, no fp16 round trip (the original's θ0)
+            return {self.clip_prefix + key: value for key, value in stored.items()}
+        return {
+            name: value.detach().clone()
+            for name, value in self.state_dict().items()
+            if name.startswith(self.clip_prefix) and value.is_floating_point() and not is_added_key(name)
+        }
+
+    def reference_from_file(self, path: str) -> dict[str, torch.Tensor]:
+        """A technique's ``reference:`` file in this model's key space: a state dict of this model, or any file
+        the backbone's converter reads (OpenAI CLIP JIT/state dict, ``swa_*.pth``, SlowFast ``.pyth``), as stored."""
+        own = self.state_dict()
+        raw = None if is_torchscript_archive(path) else read_pickled_checkpoint(path)  # never run an archive
+        state = raw.get("model_state", raw) if isinstance(raw, dict) else raw
+        if isinstance(state, dict) and state and all(key in own for key in state):
+            return state  # already in this model's key space
+        if not isinstance(self.backbone, OpenVCLIPBackbone):
+            raise CheckpointError(f"'{path}': keys are not this model's and its backbone has no CLIP converter")
+        return {self.clip_prefix + key: value for key, value in read_clip_state(path).items()}
 
     def load_state_file(self, path: str) -> None:
         """Load a state dict in this model's key space (a subset is fine; unknown keys are an error)."""
