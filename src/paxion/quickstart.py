@@ -109,10 +109,14 @@ def run_config(name: str, overrides: Sequence[str], output_dir: Path, train: boo
     """Load ``name`` with ``overrides``, then train (or evaluate) it into ``output_dir``; -> val metrics."""
     cfg = load_config(config_path(name), [*overrides, f"run.output_dir={output_dir}"])
     setup_logging(output_dir, dist.get_rank())
-    task = registry.get("task", cfg.task.name)(cfg)
-    runner = Runner(cfg, task)
+    from paxion.train import config_keys_in_errors
+
+    with config_keys_in_errors(cfg):
+        task = registry.get("task", cfg.task.name)(cfg)
+        runner = Runner(cfg, task)
     try:
-        results = runner.train() if train else runner.evaluate()
+        with config_keys_in_errors(cfg):
+            results = runner.train() if train else runner.evaluate()
     finally:
         runner.close()
     return results["val"]

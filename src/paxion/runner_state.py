@@ -100,7 +100,8 @@ def resume_from(
     -> (counters, this rank's saved RNG state to set once everything is built, or None when the
     world size changed: the streams are then reseeded here).
     """
-    ckpt = ckpt_lib.load_for_resume(path)
+    how = "run.resume_ckpt_path" if run.resume_ckpt_path else "run.resume=auto: latest.pth of run.output_dir"
+    ckpt = ckpt_lib.load_for_resume(path, model, how)
     ckpt_lib.load_model_weights(model, ckpt["model"], source=str(path))
     for key, part in parts.items():
         part.load_state_dict(ckpt[key])

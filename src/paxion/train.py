@@ -10,18 +10,19 @@ training after saving ``latest.pth`` (or interrupted loading or evaluation, with
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import paxion  # noqa: F401  (fills the registry)
 from paxion import dist
 from paxion.backbones.base import CheckpointError
-from paxion.config import ConfigError, load_config, parse_cli, prepare_output_dir
+from paxion.config import ConfigError, keys_naming, load_config, parse_cli, prepare_output_dir
 from paxion.data.annotations import AnnotationError
 from paxion.data.synthetic.generate import OverwriteError
 from paxion.data.video import VideoDecodeError
@@ -69,11 +70,24 @@ def build_runner(argv: Optional[Sequence[str]], description: str, evaluate_only:
         device,
         dist.get_world_size(),
     )
-    task = registry.get("task", cfg.task.name)(cfg)
-    runner = Runner(cfg, task, device)
+    with config_keys_in_errors(cfg):
+        task = registry.get("task", cfg.task.name)(cfg)
+        runner = Runner(cfg, task, device)
     if not (evaluate_only or runner.run.evaluate):
         log_trainable_parameters(runner.model)
     return runner
+
+
+@contextlib.contextmanager
+def config_keys_in_errors(cfg: Any) -> Iterator[None]:
+    """A :class:`CheckpointError` raised inside also names the config key that set the file (and its root)."""
+    try:
+        yield
+    except CheckpointError as exc:
+        where = keys_naming(cfg, str(exc))
+        if not where:
+            raise
+        raise CheckpointError(f"{exc} ({where})") from exc
 
 
 def report_results(results: dict[str, dict[str, Any]], output_dir: Path) -> None:
@@ -89,7 +103,8 @@ def report_results(results: dict[str, dict[str, Any]], output_dir: Path) -> None
 def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     runner = build_runner(argv, "Train a Paxion model (LAVIS-style config).")
     try:
-        results = runner.evaluate() if runner.run.evaluate else runner.train()
+        with config_keys_in_errors(runner.cfg):
+            results = runner.evaluate() if runner.run.evaluate else runner.train()
         report_results(results, runner.output_dir)
         return results
     finally:

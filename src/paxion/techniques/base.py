@@ -32,6 +32,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from paxion.backbones.safe_load import torch_load
 from paxion.registry import registry
 
 logger = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def reference_state(model: nn.Module, source: str) -> State:
         path = Path(source)
         if not path.is_file():
             raise FileNotFoundError(f"technique reference file '{source}' not found")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch_load(path)
     unknown = [key for key in state if key not in own]
     if unknown:
         raise KeyError(f"reference state ({source}) key '{unknown[0]}' is not in the model's state dict")
