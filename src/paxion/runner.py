@@ -70,6 +70,7 @@ class Runner:
         self._skipped: list[dict[str, Any]] = []  # this rank's unreported skipped videos
         self._skipped_total = SkippedVideos()  # all ranks, one entry per (split, file); rank 0 only
         self._eval_loaders: dict[str, Any] = {}
+        self._epoch_loss = torch.zeros(2, device=self.device)  # running (sum, count) of finite training losses
         self._guard = TrainGuard(self.run.max_nonfinite_steps, self.device)  # catches signals while train() runs
 
     # ------------------------------------------------------------------ public entry points
@@ -161,8 +162,8 @@ class Runner:
     def _train_epoch(self, model: nn.Module, loader: Any, epoch: int, start: int, iters: int, parts: dict) -> None:
         run = self.run
         model.train()
-        loss_sum = torch.zeros((), device=self.device)  # finite losses only
-        finite_count = torch.zeros((), device=self.device)
+        # finite losses only: (sum, count) of the epoch, restored when resuming mid-epoch
+        self._epoch_loss = torch.tensor(self.state.epoch_loss if start else (0.0, 0.0), device=self.device)
         micro: list[tuple[torch.Tensor, dict]] = []  # (loss, logs) of the micro-batches of this update
         window_start, tic = start, time.perf_counter()
         step = self.techniques.wrap_train_step(
@@ -186,15 +187,15 @@ class Runner:
                 parts["scaler"].scale(loss / run.accum_grad_iters).backward()
             loss = loss.detach()
             finite = torch.isfinite(loss)
-            loss_sum += torch.where(finite, loss, 0.0)
-            finite_count += finite
+            self._epoch_loss += torch.stack([torch.where(finite, loss.float(), 0.0), finite.float()])
             micro.append((loss, logs))
             if update:
                 self._update(epoch, it, iters, micro, parts)
                 micro = []
             if (it + 1) % run.log_freq == 0 or it + 1 == iters:
                 rate = (it + 1 - window_start) / max(time.perf_counter() - tic, 1e-9)
-                self._log_train(epoch, it, lr, rate, loss_sum / finite_count.clamp(min=1), logs, parts["scaler"])
+                mean_loss = self._epoch_loss[0] / self._epoch_loss[1].clamp(min=1)
+                self._log_train(epoch, it, lr, rate, mean_loss, logs, parts["scaler"])
                 window_start, tic = it + 1, time.perf_counter()
 
     def _update(self, epoch: int, it: int, iters: int, micro: list[tuple[torch.Tensor, dict]], parts: dict) -> None:
@@ -300,6 +301,8 @@ class Runner:
     # ------------------------------------------------------------------ checkpoints
 
     def _save(self, name: str, parts: dict) -> None:
+        mid_epoch = self.state.iter_in_epoch > 0
+        self.state.epoch_loss = tuple(self._epoch_loss.tolist()) if mid_epoch else (0.0, 0.0)
         save_checkpoint(self.output_dir / name, self.model, self.cfg, self.run, self.state, parts, self.metrics)
 
     def _restore(self, parts: dict) -> Optional[dict]:
