@@ -27,7 +27,8 @@ from paxion.logger import MetricLogger, progress
 from paxion.optim import build_optimizer, build_schedule
 from paxion.eval_outputs import concat_outputs, unique_by_idx
 from paxion.runner_state import TrainState, resume_from, resume_path, save_checkpoint, set_seed
-from paxion.run_guards import TrainGuard, TrainingInterrupted, ignore_stop_signals, may_become_best
+from paxion.run_guards import (
+    NonFiniteScoresError, TrainGuard, TrainingInterrupted, check_scores, ignore_stop_signals, may_become_best)
 from paxion.samplers import build_eval_loader, build_train_loader
 from paxion.tasks.base import BaseTask, Batch
 from paxion.techniques import build_techniques
@@ -118,7 +119,9 @@ class Runner:
             list(splits) if splits is not None else list(dict.fromkeys(self.run.test_splits + self.run.valid_splits))
         )
         datasets = self.task.build_datasets(self.model, splits)
-        return {split: self._evaluate_and_write(split, datasets[split], epoch) for split in splits}
+        results = {split: self._evaluate_and_write(split, datasets[split], epoch) for split in splits}
+        check_scores(results, self.output_dir / "result")
+        return results
 
     def load_weights(self, path: str | Path) -> None:
         ckpt = ckpt_lib.load_checkpoint(path)
@@ -288,14 +291,19 @@ class Runner:
         if self.run.valid_splits and best.is_file():
             self.load_weights(best)
             epoch = self.state.best_epoch
-        elif self.run.valid_splits and self.state.best_metric is None:
-            logger.error("no epoch had a finite %s: the final scores use the last weights", self.run.agg_metric)
         splits = list(dict.fromkeys(self.run.test_splits + self.run.valid_splits))
         results = {}
         for split in splits:
             if self._guard.stop_requested():  # latest.pth of the last epoch is on disk: a resume redoes this part
                 raise self._interrupted()
             results[split] = self._evaluate_and_write(split, datasets[split], epoch)
+        check_scores(results, self.output_dir / "result")
+        if self.run.valid_splits and self.state.best_metric is None:
+            raise NonFiniteScoresError(
+                f"no epoch had a finite {self.run.agg_metric} on '{self.run.valid_splits[0]}': training diverged "
+                f"(run.max_nonfinite_steps={self.run.max_nonfinite_steps} skipped steps let it go on); the scores in "
+                f"{self.output_dir / 'result'} use the last weights and cannot be trusted"
+            )
         return results
 
     # ------------------------------------------------------------------ checkpoints

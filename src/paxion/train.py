@@ -2,9 +2,9 @@
 
 Runs as one plain process, or under ``torchrun`` (DDP, one process per GPU).
 
-Exit status: 0 done; 1 a user error (config, checkpoint, data, a diverged loss, a full disk or a
-permission problem), reported in one line naming the file or key (``--debug`` or ``PAXION_DEBUG=1``
-shows the traceback); 128 + signal number (130 for SIGINT, 143 for SIGTERM) when a stop signal ended
+Exit status: 0 done; 1 a user error (config, checkpoint, data, a diverged loss, nothing finite to
+report, a full disk or a permission problem), reported in one line naming the file or key (``--debug``
+or ``PAXION_DEBUG=1`` shows the traceback); 128 + signal number (130 for SIGINT, 143 for SIGTERM) when a stop signal ended
 training after saving ``latest.pth`` (or interrupted loading or evaluation, with nothing to save).
 """
 
@@ -29,7 +29,7 @@ from paxion.data.video import VideoDecodeError
 from paxion.logger import logging_configured, setup_logging
 from paxion.modules.llama_weights import LLaMAWeightsError
 from paxion.registry import RegistryError, registry
-from paxion.run_guards import NonFiniteLossError, TrainingInterrupted
+from paxion.run_guards import NonFiniteLossError, NonFiniteScoresError, TrainingInterrupted
 from paxion.tasks.protocol import MissingCapability
 from paxion.runner import Runner, log_trainable_parameters
 
@@ -43,6 +43,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     AnnotationError,
     VideoDecodeError,
     NonFiniteLossError,
+    NonFiniteScoresError,
     MissingCapability,
     LLaMAWeightsError,
     OverwriteError,
