@@ -4,7 +4,8 @@ Merge order (later wins):
   1. component defaults: the dataclass ``Config`` of the chosen model (``model.arch``), task
      (``task.name``) and dataset builders (keys of ``datasets:``), plus :class:`RunConfig` and
      :class:`PathsConfig` (:mod:`paxion.config_schema`): the one home of every default;
-  2. the files listed under ``bases:`` (recursively, depth first, in order);
+  2. the files listed under ``bases:`` (recursively, depth first, in order), each looked for relative
+     to the file that names it, then in ``configs/`` (the folder holding that file, else the repository's);
   3. the experiment YAML itself;
   4. ``PAXION_*_ROOT`` environment variables for ``paths.*``;
   5. command-line overrides (``--options a.b=c`` or bare ``a.b=c``).
@@ -58,6 +59,10 @@ class ConfigError(ValueError):
 # --------------------------------------------------------------------------- reading YAML layers
 
 
+# the repository's configs/ folder (next to src/): where bases are looked for after the naming file's folder
+CONFIG_ROOT = Path(__file__).resolve().parents[2] / "configs"
+
+
 def _configs_root(path: Path) -> Optional[Path]:
     for parent in path.resolve().parents:
         if parent.name == "configs":
@@ -66,14 +71,20 @@ def _configs_root(path: Path) -> Optional[Path]:
 
 
 def _resolve_base(base: str, including: Path) -> Path:
+    """A ``bases:`` entry: relative to the file that names it first, then to ``configs/`` (the one holding
+    that file, else the repository's), so that a config copied out of ``configs/`` keeps its bases."""
     candidates = [including.parent / base]
     root = _configs_root(including)
-    if root is not None:
-        candidates += [root / base, root.parent / base]
+    for folder in ([root, root.parent] if root is not None else []) + [CONFIG_ROOT]:
+        if folder / base not in candidates:
+            candidates.append(folder / base)
     for candidate in candidates:
         if candidate.is_file():
             return candidate
-    raise ConfigError(f"{including}: base config '{base}' not found (looked in {[str(c) for c in candidates]})")
+    raise ConfigError(
+        f"{including}: base config '{base}' not found; a base is looked for relative to the file that names it, "
+        f"then in configs/: {[str(c) for c in candidates]}"
+    )
 
 
 def read_layers(path: Path, _seen: tuple[Path, ...] = ()) -> list[tuple[str, DictConfig]]:

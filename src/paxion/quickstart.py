@@ -30,7 +30,7 @@ import torch
 
 import paxion  # noqa: F401  (fills the registry)
 from paxion import dist
-from paxion.config import load_config
+from paxion.config import CONFIG_ROOT, load_config
 from paxion.data.synthetic.generate import OverwriteError
 from paxion.logger import setup_logging
 from paxion.registry import registry
@@ -38,7 +38,6 @@ from paxion.runner import Runner
 
 logger = logging.getLogger(__name__)
 
-CONFIG_ROOT = Path(__file__).resolve().parents[2] / "configs"
 TRAIN_CONFIG = "train/actionbench/synthaction/embedded_default.yaml"
 BACKBONE_CONFIG = "eval/actionbench/synthaction/embedded_backbone.yaml"
 PATCHER_CONFIG = "eval/actionbench/synthaction/embedded_patcher.yaml"
