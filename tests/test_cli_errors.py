@@ -205,3 +205,15 @@ def test_other_os_errors_keep_their_traceback(tmp_path: Path, monkeypatch: pytes
     with pytest.raises(OSError, match="Input/output error"):  # not a user error: a bug report needs the traceback
         run_cli(main, toy_argv(tmp_path / "out"))
 
+
+
+@pytest.mark.parametrize("name", ["singularity_ret", "singularity_qa", "singularity_temporal_ret"])
+def test_missing_synthetic_data_prints_the_command_that_makes_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture, name: str
+) -> None:
+    config = CONFIGS / "train" / "synthaction" / f"{name}.yaml"
+    line = _cli_error(capsys, ["--cfg-path", str(config), f"run.output_dir={tmp_path / 'out'}",
+                               f"paths.cache_root={tmp_path / 'empty'}"])
+    assert "does not exist" in line
+    assert "This config's data is made by: python -m paxion.data.synthetic.singularity_formats --out " in line
+    assert f"paths.data_root={tmp_path / 'empty' / 'synthaction_singularity'}" in line

@@ -257,6 +257,29 @@ def _expand_user_paths(cfg: DictConfig) -> None:
             cfg.paths[key] = os.path.expanduser(value)
 
 
+def data_commands(cfg_path: str | Path) -> list[str]:
+    """The commands that make a config's data, as its header comment gives them (lines running
+    ``python -m paxion.data...`` or ``python -m paxion.quickstart --data-only``); else as the nearest base's does."""
+    for source, _ in reversed(read_layers(Path(cfg_path))):
+        commands: list[str] = []
+        header = []
+        for line in Path(source).read_text().splitlines():
+            if not line.startswith("#"):
+                break
+            header.append(line.lstrip("#").strip())
+        for i, line in enumerate(header):
+            if re.match(r"python -m paxion\.(data\S*|quickstart --data-only)", line):
+                command = line
+                while command.endswith("\\") and i + 1 < len(header):
+                    i += 1
+                    command = command[:-1].rstrip() + " " + header[i]
+                if command not in commands:
+                    commands.append(command)
+        if commands:
+            return commands
+    return []
+
+
 def keys_naming(cfg: DictConfig, message: str) -> str:
     """Which config keys hold a file path that ``message`` names: ``"set by model.pretrained"``, '' if none.
 

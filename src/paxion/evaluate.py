@@ -15,7 +15,7 @@ from paxion.train import build_runner, config_keys_in_errors, report_results, ru
 def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     runner = build_runner(argv, "Evaluate a Paxion model (LAVIS-style config).", evaluate_only=True)
     try:
-        with config_keys_in_errors(runner.cfg):
+        with config_keys_in_errors(runner.cfg, runner.cfg_path):
             results = runner.evaluate()
         report_results(results, runner.output_dir)
         return results

@@ -14,6 +14,7 @@ import contextlib
 import errno
 import logging
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 import paxion  # noqa: F401  (fills the registry)
 from paxion import dist
 from paxion.backbones.base import CheckpointError
-from paxion.config import ConfigError, keys_naming, load_config, parse_cli, prepare_output_dir
+from paxion.config import ConfigError, data_commands, keys_naming, load_config, parse_cli, prepare_output_dir
 from paxion.data.annotations import AnnotationError
 from paxion.data.synthetic.generate import OverwriteError
 from paxion.data.video import VideoDecodeError
@@ -71,17 +72,19 @@ def build_runner(argv: Optional[Sequence[str]], description: str, evaluate_only:
         device,
         dist.get_world_size(),
     )
-    with config_keys_in_errors(cfg):
+    with config_keys_in_errors(cfg, cfg_path):
         task = registry.get("task", cfg.task.name)(cfg)
         runner = Runner(cfg, task, device)
+    runner.cfg_path = str(cfg_path)  # for the error hints of config_keys_in_errors while it runs
     if not (evaluate_only or runner.run.evaluate):
         log_trainable_parameters(runner.model)
     return runner
 
 
 @contextlib.contextmanager
-def config_keys_in_errors(cfg: Any) -> Iterator[None]:
-    """A :class:`CheckpointError` raised inside also names the config key that set the file (and its root)."""
+def config_keys_in_errors(cfg: Any, cfg_path: Optional[str | Path] = None) -> Iterator[None]:
+    """A :class:`CheckpointError` raised inside also names the config key that set the file (and its root);
+    a missing annotation file, the command that makes the data of ``cfg_path`` (from its header comments)."""
     try:
         yield
     except CheckpointError as exc:
@@ -89,6 +92,15 @@ def config_keys_in_errors(cfg: Any) -> Iterator[None]:
         if not where:
             raise
         raise CheckpointError(f"{exc} ({where})") from exc
+    except AnnotationError as exc:
+        missing = re.search(r"does not exist|not found|no such", str(exc), flags=re.I)
+        commands = data_commands(cfg_path) if cfg_path and missing else []
+        if not commands:
+            raise
+        raise AnnotationError(
+            f"{exc}. This config's data is made by: {' && '.join(commands)} (this run reads "
+            f"paths.data_root={cfg.paths.data_root})"
+        ) from exc
 
 
 def report_results(results: dict[str, dict[str, Any]], output_dir: Path) -> None:
@@ -104,7 +116,7 @@ def report_results(results: dict[str, dict[str, Any]], output_dir: Path) -> None
 def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     runner = build_runner(argv, "Train a Paxion model (LAVIS-style config).")
     try:
-        with config_keys_in_errors(runner.cfg):
+        with config_keys_in_errors(runner.cfg, runner.cfg_path):
             results = runner.evaluate() if runner.run.evaluate else runner.train()
         report_results(results, runner.output_dir)
         return results
