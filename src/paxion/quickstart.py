@@ -30,7 +30,7 @@ import torch
 
 import paxion  # noqa: F401  (fills the registry)
 from paxion import dist
-from paxion.config import CONFIG_ROOT, load_config
+from paxion.config import CONFIG_ROOT, ConfigError, load_config, prepare_output_dir
 from paxion.data.synthetic.generate import OverwriteError
 from paxion.logger import setup_logging
 from paxion.registry import registry
@@ -76,8 +76,11 @@ def config_path(name: str) -> Path:
     return path
 
 
-def ensure_data(data_root: str | Path, spec: dict[str, Any] = DATA) -> Path:
+def ensure_data(data_root: str | Path, spec: dict[str, Any] = DATA, splits: Optional[Sequence[str]] = None) -> Path:
     """Generate SynthAction under ``data_root`` unless a complete copy with the same settings is there.
+
+    ``splits`` (default: all) are the splits needed: an evaluation needs only ``val``, and a copy holding
+    only some splits is completed when more are asked for.
 
     Never overwrites what the generator did not write: a folder with other files in the generator's
     places (e.g. real ActionBench annotations) raises :class:`OverwriteError` naming the file.
@@ -90,8 +93,14 @@ def ensure_data(data_root: str | Path, spec: dict[str, Any] = DATA) -> Path:
     wanted = dataclasses.asdict(SYNTH_PRESETS[spec.get("preset", "default")](**spec))
     if meta is not None and meta.get("complete", True):
         found = meta.get("config", {})
-        if all(found.get(k) == v for k, v in wanted.items() if k != "workers"):
+        have = meta.get("splits")  # None: every split
+        same = all(found.get(k) == v for k, v in wanted.items() if k != "workers")
+        if same and (have is None or (splits is not None and set(splits) <= set(have))):
             logger.info("SynthAction found in %s", root)
+            return root
+        if same:
+            logger.info("%s holds SynthAction's %s split(s) only: writing the rest", root, ", ".join(have))
+            generate(root, **spec)
             return root
         raise OverwriteError(
             f"{root / MARKER}: {root} holds SynthAction with other settings ({found}); remove it or set "
@@ -99,8 +108,8 @@ def ensure_data(data_root: str | Path, spec: dict[str, Any] = DATA) -> Path:
         )
     if meta is not None:
         logger.info("%s: finishing an interrupted SynthAction generation", root)
-    logger.info("writing SynthAction (%s) to %s", spec, root)
-    generate(root, **spec)
+    logger.info("writing SynthAction (%s%s) to %s", spec, f", splits {list(splits)}" if splits else "", root)
+    generate(root, splits=splits, **spec)
     return root
 
 
@@ -160,11 +169,13 @@ def run(out_dir: Optional[Path], overrides: Sequence[str], eval_only: bool = Fal
     data_spec = chosen.data if data_spec is None else data_spec
     start = time.perf_counter()
     cfg = load_config(config_path(chosen.train), list(overrides))
-    ensure_data(cfg.paths.data_root, data_spec)
-    if data_only:
-        return {"output_dir": None, "rows": {}, "seconds": time.perf_counter() - start}
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(out_dir) if out_dir else Path(cfg.paths.output_root) / chosen.folder / stamp
+    if not data_only:  # before minutes of data generation
+        _check_writable(out, "--output" if out_dir else "paths.output_root (or --output)")
+    ensure_data(cfg.paths.data_root, data_spec, splits=("val",) if eval_only else None)  # eval: no train clips
+    if data_only:
+        return {"output_dir": None, "rows": {}, "seconds": time.perf_counter() - start}
     shared = [f"paths.{k}={v}" for k, v in cfg.paths.items()]  # same data and cache as the training config
     rows = {"backbone (frozen)": run_config(chosen.backbone, shared, out / "backbone", train=False)}
     if eval_only:
@@ -176,6 +187,14 @@ def run(out_dir: Optional[Path], overrides: Sequence[str], eval_only: bool = Fal
     summary = {"output_dir": str(out), "rows": rows, "seconds": seconds, "data": data_spec, "preset": preset}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
+
+
+def _check_writable(out: Path, option: str) -> None:
+    try:
+        prepare_output_dir(out)
+    except ConfigError as exc:
+        reason = str(exc).split("cannot write there", 1)[-1].strip(" ()")
+        raise ConfigError(f"{option} {out}: cannot write there ({reason}); choose another folder with --output DIR") from None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
