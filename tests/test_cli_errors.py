@@ -217,3 +217,29 @@ def test_missing_synthetic_data_prints_the_command_that_makes_it(
     assert "does not exist" in line
     assert "This config's data is made by: python -m paxion.data.synthetic.singularity_formats --out " in line
     assert f"paths.data_root={tmp_path / 'empty' / 'synthaction_singularity'}" in line
+
+
+def test_error_line_is_handed_to_the_launcher(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    error_file = tmp_path / "error.txt"
+    monkeypatch.setenv("PAXION_ERROR_FILE", str(error_file))
+    line = _cli_error(capsys, _paxion_argv(tmp_path, tmp_path / "nowhere.pth"))
+    assert error_file.read_text().splitlines() == [line[line.index("error:"):]]
+
+
+@pytest.mark.slow
+def test_launch_script_ends_with_the_one_line(tmp_path: Path) -> None:
+    """run_scripts/train.sh through torchrun: the last line is the error, not torchrun's traceback."""
+    from conftest import REPO
+
+    proc = subprocess.run(
+        ["bash", str(REPO / "run_scripts" / "train.sh"), *toy_argv(tmp_path / "out")[1:],
+         f"run.load_ckpt_path={tmp_path / 'none.pth'}"],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "NGPU": "1", "OMP_NUM_THREADS": "1", "PAXION_DEBUG": ""},
+    )
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == f"error: {tmp_path / 'none.pth'}: checkpoint file not found (set by run.load_ckpt_path)"
+    assert "Traceback" not in proc.stderr and "ChildFailedError" not in proc.stderr

@@ -27,6 +27,7 @@ from paxion.config import ConfigError, data_commands, keys_naming, load_config, 
 from paxion.data.annotations import AnnotationError
 from paxion.data.synthetic.generate import OverwriteError
 from paxion.data.video import VideoDecodeError
+from paxion.launch import ERROR_FILE_ENV
 from paxion.logger import logging_configured, setup_logging
 from paxion.modules.llama_weights import LLaMAWeightsError
 from paxion.registry import RegistryError, registry
@@ -141,7 +142,7 @@ def run_cli(entry: Callable[[Sequence[str]], Any], argv: Optional[Sequence[str]]
         if debug or (isinstance(exc, OSError) and not _is_user_oserror(exc)):
             raise
         text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)  # KeyError quotes str()
-        _report("error: " + " ".join(line.strip() for line in text.splitlines()))
+        _report("error: " + " ".join(line.strip() for line in text.splitlines()), for_launcher=True)
         raise SystemExit(1) from None
 
 
@@ -150,11 +151,15 @@ def _is_user_oserror(exc: OSError) -> bool:
     return isinstance(exc, FileNotFoundError) or exc.errno in _USER_ERRNOS
 
 
-def _report(message: str) -> None:
+def _report(message: str, for_launcher: bool = False) -> None:
     if logging_configured():  # the line also goes to log.txt
         logger.error("%s", message)
     else:
         print(message, file=sys.stderr)
+    error_file = os.environ.get(ERROR_FILE_ENV)
+    if for_launcher and error_file:  # paxion.launch ends with this line instead of torchrun's traceback
+        with contextlib.suppress(OSError), open(error_file, "a") as f:
+            f.write(message + "\n")
 
 
 def cli() -> None:
