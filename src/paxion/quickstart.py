@@ -205,8 +205,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     mode.add_argument("--eval-only", action="store_true", help="score the shipped patcher instead of training one")
     mode.add_argument("--data-only", action="store_true", help="only make sure the SynthAction data exists")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="default",
-                        help="default: the embedded default (minutes); hard: SynthAction's cluttered preset "
-                             "with its own foundation model (about 15 CPU-minutes)")
+                        help="default: the embedded default; hard: SynthAction's cluttered preset with its own "
+                             "foundation model (measured times: docs/results.md)")
     parser.add_argument("overrides", nargs="*", help="a.b=c overrides of the training config")
     args = parser.parse_args(argv)
     setup_logging(None, 0)
