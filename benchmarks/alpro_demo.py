@@ -2,7 +2,7 @@
 
     python benchmarks/alpro_demo.py [--out output/alpro_demo] [--epochs N]
 
-Recipe (in the stage configs; every stage 40 epochs except retrieval and QA 100, about 2.5 CPU-minutes):
+Recipe (in the stage configs; every stage 40 epochs except retrieval and QA 100; times in docs/results.md):
 BERT-style init std 0.2 instead of 0.02 outside the TimeSformer and temperature init 0.3 instead of 0.07,
 ``model.size_overrides: {init_std: 0.2, temp_init: 0.3}``. At 0.02 a random tiny BERT gives every caption
 nearly the same [CLS] (cosine 0.99997), and at 0.07 VTC first collapses both towers to constant features

@@ -6,6 +6,8 @@
 # (and optionally MASTER_PORT, RDZV_ID) launches one node of a multi-node run through rendezvous.
 # torchrun passes SIGTERM/SIGINT on to the training processes, which save latest.pth at the next step
 # and stop (resume with run.resume=auto); torchrun then exits with status 1 after reporting the signal.
+# torchrun runs through paxion.cli.launch, so a failed run ends with its one `error: ...` line and status
+# instead of torchrun's traceback.
 set -euo pipefail
 
 ROOT="${PAXION_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
@@ -38,6 +40,7 @@ else
   LAUNCH=(--standalone)
 fi
 
+export PYTHONPATH="$ROOT/src${PYTHONPATH:+:$PYTHONPATH}"  # paxion.cli.launch from this checkout
 set -x
-exec "$PYTHON" -m torch.distributed.run "${LAUNCH[@]}" --nproc-per-node="$NGPU" \
+exec "$PYTHON" -m paxion.cli.launch "${LAUNCH[@]}" --nproc-per-node="$NGPU" \
   "$ROOT/src/$ENTRY.py" --cfg-path "$CONFIG" "$@"

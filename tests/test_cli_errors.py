@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import os
+import random
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from paxion.backbones.base import CheckpointError
 from paxion.config import ConfigError
@@ -49,14 +52,58 @@ def test_garbage_pretrained_pth(tmp_path: Path, capsys: pytest.CaptureFixture) -
     path = tmp_path / "garbage.pth"
     path.write_bytes(bytes(range(256)) * 64)
     line = _cli_error(capsys, _paxion_argv(tmp_path, path))
-    assert f"{path}: not a PyTorch checkpoint" in line
+    assert f"{path}: not a checkpoint: neither a torch.save archive, a pickle nor a safetensors file" in line
+    assert line.endswith("(set by model.pretrained)")
+    assert "weights_only" not in line  # never the advice to turn safe loading off
+
+
+def test_random_bytes_as_in_the_report(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = tmp_path / "g.pth"
+    path.write_bytes(bytes(random.Random(0).randrange(256) for _ in range(4096)))
+    line = _cli_error(capsys, _paxion_argv(tmp_path, path))
+    assert f"{path}: " in line and "model.pretrained" in line
+    assert "weights_only" not in line and "Re-running" not in line and not line.endswith("False)")
+
+
+def test_pickle_that_needs_code_points_to_the_converter(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = tmp_path / "old.pth"
+    torch.save({"model": {"temp": torch.ones(())}, "args": argparse.Namespace(lr=1.0)}, path)
+    line = _cli_error(capsys, _paxion_argv(tmp_path, path))
+    assert "pickles the Python object 'argparse.Namespace'" in line and "loads tensors and plain containers only" in line
+    assert f"python -m paxion.tools.convert_checkpoint {path} " in line and "(set by model.pretrained)" in line
+    assert "weights_only" not in line
+
+
+def test_truncated_archive(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = tmp_path / "kp.pth"
+    torch.save({"temp": torch.ones(1000)}, path)
+    path.write_bytes(path.read_bytes()[:2000])
+    line = _cli_error(capsys, _paxion_argv(tmp_path, path))
+    assert f"{path}: truncated torch.save archive" in line and "model.pretrained" in line
+
+
+def test_missing_file_names_the_key_and_its_root(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    argv = [*_paxion_argv(tmp_path, Path("unused")), f"paths.ckpt_root={tmp_path / 'ckpts'}",
+            "model.pretrained=${paths.ckpt_root}/kp.pth"]
+    line = _cli_error(capsys, argv)
+    assert f"{tmp_path / 'ckpts' / 'kp.pth'}: checkpoint file not found" in line
+    assert "set by model.pretrained = ${paths.ckpt_root}/kp.pth" in line
+    assert f"paths.ckpt_root={tmp_path / 'ckpts'}" in line and "PAXION_CKPT_ROOT" in line
+
+
+def test_nan_weights_are_refused_with_the_switch_named(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = tmp_path / "kp.pth"
+    torch.save({"temp": torch.tensor(float("nan"))}, path)
+    line = _cli_error(capsys, _paxion_argv(tmp_path, path))
+    assert f"{path}: 1 tensor(s) hold NaN/inf (first: 'temp'" in line
+    assert "PAXION_ALLOW_NONFINITE_WEIGHTS=1" in line and "model.pretrained" in line
 
 
 def test_text_file_named_pth(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     path = tmp_path / "notes.pth"
     path.write_text("download the weights from the project page\n")
     line = _cli_error(capsys, _paxion_argv(tmp_path, path))
-    assert f"{path}: not a PyTorch checkpoint" in line
+    assert f"{path}: a text file, not a checkpoint" in line
     assert "mmap" not in line  # the misleading hint of torch.load(mmap=True) on a non-zip file
 
 
@@ -85,16 +132,21 @@ def test_unwritable_output_dir(tmp_path: Path, capsys: pytest.CaptureFixture) ->
     assert "run.output_dir=/proc/x: cannot write there" in line
 
 
-def test_corrupt_latest_on_resume_names_an_intact_checkpoint(
+def test_corrupt_latest_on_resume_names_only_checkpoints_that_would_resume(
     tmp_path: Path, capsys: pytest.CaptureFixture, toy_baseline: Path
 ) -> None:
     out = tmp_path / "run"
     shutil.copytree(toy_baseline, out)
     latest = out / "latest.pth"
     latest.write_bytes(latest.read_bytes()[: latest.stat().st_size // 2])  # torn outside atomic_save
+    # newer than best.pth, intact zip archives, but not resumable: an unsafe pickle, another model's weights
+    best = torch.load(out / "best.pth", weights_only=True)
+    torch.save({**best, "evil": argparse.Namespace()}, out / "evil_torchsave.pth")
+    torch.save({**best, "model": {"other.weight": torch.ones(3)}}, out / "other_model.pth")
     line = _cli_error(capsys, toy_argv(out, resume="auto"))
-    assert f"{latest}: not a torch.save archive" in line
-    assert "intact checkpoints there: best.pth" in line and f"run.resume_ckpt_path={out / 'best.pth'}" in line
+    assert f"{latest}: truncated torch.save archive" in line and "run.resume=auto" in line
+    assert "checkpoints of this run there: best.pth (" in line and f"run.resume_ckpt_path={out / 'best.pth'}" in line
+    assert "evil_torchsave" not in line and "other_model" not in line
 
 
 def test_debug_shows_the_exception(tmp_path: Path) -> None:
@@ -153,3 +205,41 @@ def test_other_os_errors_keep_their_traceback(tmp_path: Path, monkeypatch: pytes
     with pytest.raises(OSError, match="Input/output error"):  # not a user error: a bug report needs the traceback
         run_cli(main, toy_argv(tmp_path / "out"))
 
+
+
+@pytest.mark.parametrize("name", ["singularity_ret", "singularity_qa", "singularity_temporal_ret"])
+def test_missing_synthetic_data_prints_the_command_that_makes_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture, name: str
+) -> None:
+    config = CONFIGS / "train" / "synthaction" / f"{name}.yaml"
+    line = _cli_error(capsys, ["--cfg-path", str(config), f"run.output_dir={tmp_path / 'out'}",
+                               f"paths.cache_root={tmp_path / 'empty'}"])
+    assert "does not exist" in line
+    assert "This config's data is made by: python -m paxion.data.synthetic.singularity_formats --out " in line
+    assert f"paths.data_root={tmp_path / 'empty' / 'synthaction_singularity'}" in line
+
+
+def test_error_line_is_handed_to_the_launcher(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    error_file = tmp_path / "error.txt"
+    monkeypatch.setenv("PAXION_ERROR_FILE", str(error_file))
+    line = _cli_error(capsys, _paxion_argv(tmp_path, tmp_path / "nowhere.pth"))
+    assert error_file.read_text().splitlines() == [line[line.index("error:"):]]
+
+
+@pytest.mark.slow
+def test_launch_script_ends_with_the_one_line(tmp_path: Path) -> None:
+    """run_scripts/train.sh through torchrun: the last line is the error, not torchrun's traceback."""
+    from conftest import REPO
+
+    proc = subprocess.run(
+        ["bash", str(REPO / "run_scripts" / "train.sh"), *toy_argv(tmp_path / "out")[1:],
+         f"run.load_ckpt_path={tmp_path / 'none.pth'}"],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "NGPU": "1", "OMP_NUM_THREADS": "1", "PAXION_DEBUG": ""},
+    )
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == f"error: {tmp_path / 'none.pth'}: checkpoint file not found (set by run.load_ckpt_path)"
+    assert "Traceback" not in proc.stderr and "ChildFailedError" not in proc.stderr

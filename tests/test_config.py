@@ -156,3 +156,20 @@ def test_free_mapping_fields_take_new_keys_from_yaml_and_the_command_line(tmp_pa
     assert section(cfg, "model").size_overrides == {"text_width": 48, "image_size": 64}
     with pytest.raises(ConfigError, match="size_overides"):
         load_config(base, ["model.size_overides.image_size=64"])
+
+
+def test_config_copied_out_of_configs_keeps_its_bases(tmp_path: Path) -> None:
+    """Bases resolve relative to the naming file first, then in configs/ (here: the repository's)."""
+    original = CONFIGS / "eval" / "actionbench" / "synthaction" / "embedded_backbone.yaml"
+    copy = _write(tmp_path / "mine" / "backbone.yaml", original.read_text())
+    assert OmegaConf.to_yaml(load_config(copy)) == OmegaConf.to_yaml(load_config(original))
+    _write(tmp_path / "mine" / "base.yaml", "run:\n  seed: 123\n")  # next to the file: wins over configs/base.yaml
+    mine = _write(tmp_path / "mine" / "toy.yaml", (CONFIGS / "toy" / "train.yaml").read_text())
+    assert "bases: [base.yaml]" in mine.read_text() and load_config(mine).run.seed == 123
+
+
+def test_missing_base_error_says_where_bases_are_looked_for(tmp_path: Path) -> None:
+    path = _write(tmp_path / "a.yaml", "bases: [nowhere.yaml]\n")
+    with pytest.raises(ConfigError, match="relative to the file that names it, then in configs/") as info:
+        load_config(path)
+    assert str(tmp_path / "nowhere.yaml") in str(info.value) and str(CONFIGS / "nowhere.yaml") in str(info.value)

@@ -117,3 +117,43 @@ def test_reversed_decoded_clip_moves_like_its_antonym(tmp_path, action, measure,
     assert np.sign(slope(fwd)) == -antonym_sign
     if measure != "area":  # same trajectory shape: reversed clip and antonym clip correlate strongly
         assert np.corrcoef(rev.numpy(), anti.numpy())[0, 1] > 0.95
+
+
+def test_val_only_generation_writes_the_same_val_clips_and_no_train_clips(synth, tmp_path):
+    """What ``quickstart --eval-only`` asks for: the val split as a full generation writes it, nothing else."""
+    from paxion.cli import quickstart
+
+    spec = {"seed": 3, **SMALL}
+    root = quickstart.ensure_data(tmp_path / "val_only", spec, splits=("val",))
+    videos = root / "SSv2/video_clips/clips_downsampled_5fps_downsized_224x224"
+    val_ids = sorted(int(p.stem) for p in videos.glob("*.mp4"))
+    assert val_ids == list(range(21, 41))  # ids 1-20 are train, 41-44 test: neither written
+    ann = root / "ActionBench/ssv2/shuffled_object_and_action_antonyms"
+    assert (ann / "validation.json").read_text() == (synth / ann.relative_to(root) / "validation.json").read_text()
+    assert json.loads((ann / "train.json").read_text()) == []
+    for clip_id in (21, 40):
+        assert (videos / f"{clip_id}.mp4").read_bytes() == (synth / videos.relative_to(root) / f"{clip_id}.mp4").read_bytes()
+    assert quickstart.ensure_data(root, spec, splits=("val",)) == root  # found: nothing rewritten
+    quickstart.ensure_data(root, spec)  # a training run needs every split: the rest is added
+    assert len(list(videos.glob("*.mp4"))) == 44
+    assert (ann / "train.json").read_text() == (synth / ann.relative_to(root) / "train.json").read_text()
+
+
+def test_quickstart_eval_only_asks_for_the_val_split_only(tmp_path, monkeypatch):
+    from paxion.cli import quickstart
+
+    asked = {}
+    monkeypatch.setattr(quickstart, "ensure_data", lambda root, spec, splits=None: asked.setdefault("splits", splits))
+    monkeypatch.setattr(quickstart, "run_config", lambda *args, **kwargs: {"num_samples": 1})
+    quickstart.run(tmp_path / "out", [], eval_only=True, data_spec={"seed": 0}, preset="hard")
+    assert asked["splits"] == ("val",)
+
+
+def test_quickstart_unwritable_output_names_the_option(tmp_path):
+    from paxion.cli import quickstart
+    from paxion.config import ConfigError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ConfigError, match=rf"--output {blocker / 'run'}: cannot write there .*--output DIR"):
+        quickstart.run(blocker / "run", [], eval_only=True, data_spec={"seed": 0})

@@ -163,7 +163,7 @@ def check_config(cfg: str | None, overrides: list[str], default: str | None = No
 
 def check_python_entry(words: list[str]) -> str:
     """``python -m M args`` or ``python FILE.py args`` (words start after ``python``)."""
-    if words[:2] == ["-m", "torch.distributed.run"]:
+    if words[:2] in (["-m", "torch.distributed.run"], ["-m", "paxion.cli.launch"]):  # launch = torchrun's arguments
         return check_launcher(words[2:])
     if words[0] == "-m":
         module, args = words[1], words[2:]
@@ -250,7 +250,7 @@ def check_run_script(env: dict[str, str], words: list[str], tmp: Path) -> str:
     argv = run_script(script, env, args, tmp)
     if argv[:2] == ["-m", "paxion.quickstart"]:
         return "runs " + check_python_entry(argv)
-    assert argv[:2] == ["-m", "torch.distributed.run"], argv
+    assert argv[:2] == ["-m", "paxion.cli.launch"], argv  # torchrun behind the one-line error of cli/launch.py
     i = next(i for i, a in enumerate(argv) if a.endswith(".py"))
     assert argv[i + 1] == "--cfg-path"
     cfg = argv[i + 2]

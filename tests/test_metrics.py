@@ -78,3 +78,17 @@ def test_accuracy_and_macro_f1_against_brute_force() -> None:
 def test_per_group_accuracy() -> None:
     pred, target = torch.tensor([1, 2, 3, 4]), torch.tensor([1, 0, 3, 0])
     assert per_group_accuracy(pred, target, torch.tensor([0, 0, 1, 1]), ["CW", "TN"]) == {"CW": 0.5, "TN": 0.5}
+
+
+def test_recalls_are_computed_as_the_originals_write_them() -> None:
+    """23 hits of 40 queries: the originals' ``100.0 * hits / n`` is 57.5; ``100 * mean`` would be 57.49999999999999."""
+    import json
+
+    from paxion.tasks.metrics import recall_metrics, singularity_recalls
+    from paxion.tasks.alpro_metrics import rank_metrics
+
+    ranks = torch.tensor([0] * 23 + [50] * 17)
+    assert 100.0 * (ranks < 10).double().mean().item() != 57.5  # the arithmetic this guards against
+    assert json.dumps(rank_metrics(ranks)["r10"]) == "57.5"
+    assert json.dumps(recall_metrics(ranks, "v2t")["v2t_r10"]) == "57.5"
+    assert singularity_recalls(ranks, ranks)["txt_r10"] == 57.5

@@ -39,6 +39,11 @@ def _table_rows(page: str, first_header: str) -> list[dict[str, str]]:
     return [dict(zip(head, re.findall(r"<td>(.*?)</td>", row, flags=re.S))) for row in rows[1:]]
 
 
+def _text(cell: str) -> str:
+    """A cell as the reader sees it: tags (links, word-break hints) dropped."""
+    return re.sub(r"<[^>]+>", "", cell)
+
+
 def _png(data: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB"))
 
@@ -60,16 +65,42 @@ def test_report_has_every_chart(tiny_run):
 def test_report_metadata_one_column_per_fact(tiny_run):
     run_dir, _ = tiny_run
     rows = {r["run"]: r for r in _table_rows(report.render(run_dir), "run</th><th>config")}
-    patcher = rows["patcher"]
+    patcher = {k: _text(v) for k, v in rows["patcher"].items()}
     assert patcher["seed"] == "7" and patcher["backbone"] == "internvideo_synth_pretrained"
     assert patcher["model"] == "paxion" and patcher["precision"] == "fp32" and patcher["processes"] == "1"
-    assert patcher["device"] == "cpu" and patcher["torch"] == torch.__version__
+    assert patcher["device"] == "cpu" and f"torch {torch.__version__}" in patcher["versions"]
     assert re.fullmatch(r"\d+ s", patcher["duration"])
     env = json.loads((run_dir / "patcher" / "environment.json").read_text())
-    assert patcher["python"] == env["python"]
-    href = re.search(r"href='(.*?)'", patcher["config"]).group(1)
+    assert f"python {env['python']}" in patcher["versions"]
+    href = re.search(r"href='(.*?)'", rows["patcher"]["config"]).group(1)
     assert (run_dir / href).resolve() == (run_dir / "patcher" / "config.yaml").resolve()  # relative: the page moves
-    assert patcher["weights"] == "none" and rows["backbone"]["seed"] != ""  # the patcher trained from scratch
+    assert patcher["weights"] == "none"  # the patcher trained from scratch
+
+
+def test_report_backbone_row_shows_the_backbone_not_the_patcher(tiny_run):
+    """The backbone-only score uses neither run.seed nor the patcher file its config inherits."""
+    run_dir, _ = tiny_run
+    backbone = {k: _text(v) for k, v in _table_rows(report.render(run_dir), "run</th><th>config")[0].items()}
+    assert backbone["run"] == "backbone" and backbone["seed"] == "–"
+    assert backbone["weights"] == "built into internvideo_synth_pretrained"
+    assert "kp_synth" not in backbone["weights"]
+
+
+def test_report_runs_table_fits_a_1400_px_window(tiny_run):
+    """Estimated narrowest width of the Runs table (longest unbreakable word per column at 8 px a character,
+    plus padding and border) within the page's 1100 px column, which fits a 1400 px window."""
+    run_dir, _ = tiny_run
+    page = report.render(run_dir)
+    table = re.search(r"<table><tr><th>run</th><th>config.*?</table>", page, flags=re.S).group(0)
+    rows = [re.findall(r"<t[hd]>(.*?)</t[hd]>", row, flags=re.S) for row in re.findall(r"<tr>(.*?)</tr>", table)]
+
+    def longest_word(cell: str) -> int:
+        pieces = re.split(r"<wbr>|<br>|\s+", cell)
+        return max(len(_text(piece)) for piece in pieces)
+
+    widths = [max(longest_word(row[i]) for row in rows) * 8 + 13 for i in range(len(rows[0]))]
+    assert sum(widths) <= 1100, dict(zip(rows[0], widths))
+    assert "max-width:1100px" in page and "overflow-wrap:anywhere" in page
 
 
 def test_report_object_shuffle_counts_every_clip(tiny_run):
@@ -121,6 +152,23 @@ def test_report_warns_in_red_about_nonfinite_scores(tiny_run, tmp_path):
     assert "nonfinite_scores = 3" in alert and "video_reversal_accuracy is nan" in alert
     row = _table_rows(page, "run</th><th>scored by")[0]
     assert "class='bad'" in row["non-finite scores"] and "class='bad'" in row["VR (%)"]
+
+
+def test_report_names_unreadable_and_missing_videos(tiny_run, tmp_path):
+    run_dir, _ = tiny_run
+    patcher = _planted(run_dir, tmp_path)
+    output = patcher / "result" / "val_output.json"
+    output.write_text(json.dumps({**json.loads(output.read_text()), "skipped_videos": 4, "missing_videos": 2}))
+    entries = [{"split": "val", "path": f"/data/videos/{i}.mp4", "kind": kind, "phases": ["eval val"]}
+               for i, kind in [(11, "unreadable"), (12, "unreadable"), (13, "unreadable"), (14, "unreadable"),
+                               (21, "missing"), (22, "missing")]]
+    (patcher / "skipped_videos.json").write_text(json.dumps(entries))
+    page = report.render(patcher.parent)
+    banner = re.search(r"<div class='warn'>(.*?)</div>", page, flags=re.S).group(1)
+    assert "4 unreadable videos (replaced by other clips): 11, 12, 13, 14" in banner
+    assert "2 missing videos (left out of the scores): 21, 22" in banner
+    row = _table_rows(page, "run</th><th>scored by")[0]
+    assert row["unreadable / missing videos"] == "4 / 2"
 
 
 def test_report_warns_about_a_diverged_run(tiny_run, tmp_path):

@@ -54,6 +54,16 @@ def _assert_same_run(ours: Path, reference: Path) -> None:
     for split in ("val", "test"):
         ours_result = json.loads((ours / "result" / f"{split}_output.json").read_text())
         assert ours_result == json.loads((reference / "result" / f"{split}_output.json").read_text())
+    # the logged training records too: the interrupted epoch's running mean_loss goes on from the saved sums
+    ours_train, reference_train = _train_records(ours), _train_records(reference)
+    assert [(r["epoch"], r["iter"]) for r in ours_train][-2:] == [(1, 4), (1, 6)]  # 4: the first after the resume
+    assert ours_train == reference_train[-len(ours_train):]
+
+
+def _train_records(out: Path) -> list[dict]:
+    """The ``train`` records of metrics.jsonl without their timing."""
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k != "it_per_s"} for r in records if r.get("kind") == "train"]
 
 
 def test_sigkill_then_resume_is_bit_identical(tmp_path: Path, toy_baseline: Path) -> None:

@@ -17,7 +17,7 @@ import torch
 
 from paxion.engine.checkpoint import atomic_save, load_checkpoint
 from paxion.systems.paxion.model import PaxionConfig, PaxionModel
-from paxion.engine.guards import NonFiniteLossError, TrainingInterrupted, may_become_best
+from paxion.engine.guards import NonFiniteLossError, NonFiniteScoresError, TrainingInterrupted, may_become_best
 from paxion.tasks.toy import ToyTask
 from paxion.cli.train import build_runner, main
 from paxion_fakes import FAKE
@@ -123,9 +123,9 @@ def test_all_nan_metrics_leave_no_best(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setattr(
         ToyTask, "compute_metrics", lambda self, o, s, d: {**real(self, o, s, d), "val_loss": float("nan")}
     )
-    main(toy_argv(tmp_path))
+    with pytest.raises(NonFiniteScoresError, match="no epoch had a finite val_loss"):
+        main(toy_argv(tmp_path))
     assert not (tmp_path / "best.pth").exists()
-    assert "no epoch had a finite val_loss" in (tmp_path / "log.txt").read_text()
 
 
 def test_non_finite_weights_are_not_best() -> None:
@@ -433,3 +433,45 @@ def test_ranks_skip_and_stop_at_the_same_step(tmp_path: Path) -> None:
 
 if __name__ == "__main__":
     _dist_worker(Path(sys.argv[1]))
+
+
+# ---------------------------------------------------------------------------- nothing finite to report
+
+
+def _metrics_always(monkeypatch: pytest.MonkeyPatch, **changes: object) -> None:
+    real = ToyTask.compute_metrics
+
+    def compute_metrics(self, outputs, split, output_dir):
+        metrics = real(self, outputs, split, output_dir)
+        return {**metrics, **{k: (v if v != "all" else metrics["num_samples"]) for k, v in changes.items()}}
+
+    monkeypatch.setattr(ToyTask, "compute_metrics", compute_metrics)
+
+
+def test_training_without_any_finite_val_metric_exits_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from paxion.cli.train import run_cli
+
+    _metrics_always(monkeypatch, val_loss=float("inf"))
+    with pytest.raises(SystemExit) as info:
+        run_cli(main, toy_argv(tmp_path))
+    assert info.value.code == 1
+    error = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(error) == 1 and "no epoch had a finite val_loss on 'val': training diverged" in error[0]
+    assert (tmp_path / "result" / "test_output.json").is_file()  # written first, for inspection
+
+
+def test_evaluation_with_every_score_nonfinite_exits_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from paxion.cli.train import run_cli
+
+    _metrics_always(monkeypatch, nonfinite_scores="all")
+    with pytest.raises(SystemExit) as info:
+        run_cli(main, toy_argv(tmp_path, evaluate=True))
+    assert info.value.code == 1
+    error = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(error) == 1 and "every sample scored non-finite values (NaN/inf) in test (5 of 5), val (7 of 7)" in error[0]
+    _metrics_always(monkeypatch, nonfinite_scores=4)  # some finite scores: counted as wrong, not an error
+    main(toy_argv(tmp_path / "some", evaluate=True))

@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from paxion.backbones.base import Preprocess
-from paxion.config import ConfigError, load_config, read_layers, section
+from paxion.config import CONFIG_ROOT, ConfigError, load_config, read_layers, section
 from paxion.data.base import VideoDataConfig
 from paxion.data.transforms import video_transform
 from paxion.data.video import load_clip, resize_exact, sample_indices, whole_clip_bounds
@@ -40,7 +40,6 @@ from paxion.registry import registry
 
 logger = logging.getLogger(__name__)
 
-CONFIG_ROOT = Path(__file__).resolve().parents[2] / "configs"  # a source checkout; absent in a wheel
 CONFIG_STAGES = ("train", "eval", "pretrain")  # configs/<stage>/... hold complete experiments
 SHIPPED_BACKBONE = "internvideo_synth_pretrained"
 SHIPPED_PATCHER = "kp_synth.safetensors"

@@ -4,7 +4,8 @@ Merge order (later wins):
   1. component defaults: the dataclass ``Config`` of the chosen model (``model.arch``), task
      (``task.name``) and dataset builders (keys of ``datasets:``), plus :class:`RunConfig` and
      :class:`PathsConfig` (:mod:`paxion.config_schema`): the one home of every default;
-  2. the files listed under ``bases:`` (recursively, depth first, in order);
+  2. the files listed under ``bases:`` (recursively, depth first, in order), each looked for relative
+     to the file that names it, then in ``configs/`` (the folder holding that file, else the repository's);
   3. the experiment YAML itself;
   4. ``PAXION_*_ROOT`` environment variables for ``paths.*``;
   5. command-line overrides (``--options a.b=c`` or bare ``a.b=c``).
@@ -58,6 +59,10 @@ class ConfigError(ValueError):
 # --------------------------------------------------------------------------- reading YAML layers
 
 
+# the repository's configs/ folder (next to src/): where bases are looked for after the naming file's folder
+CONFIG_ROOT = Path(__file__).resolve().parents[2] / "configs"
+
+
 def _configs_root(path: Path) -> Optional[Path]:
     for parent in path.resolve().parents:
         if parent.name == "configs":
@@ -66,14 +71,20 @@ def _configs_root(path: Path) -> Optional[Path]:
 
 
 def _resolve_base(base: str, including: Path) -> Path:
+    """A ``bases:`` entry: relative to the file that names it first, then to ``configs/`` (the one holding
+    that file, else the repository's), so that a config copied out of ``configs/`` keeps its bases."""
     candidates = [including.parent / base]
     root = _configs_root(including)
-    if root is not None:
-        candidates += [root / base, root.parent / base]
+    for folder in ([root, root.parent] if root is not None else []) + [CONFIG_ROOT]:
+        if folder / base not in candidates:
+            candidates.append(folder / base)
     for candidate in candidates:
         if candidate.is_file():
             return candidate
-    raise ConfigError(f"{including}: base config '{base}' not found (looked in {[str(c) for c in candidates]})")
+    raise ConfigError(
+        f"{including}: base config '{base}' not found; a base is looked for relative to the file that names it, "
+        f"then in configs/: {[str(c) for c in candidates]}"
+    )
 
 
 def read_layers(path: Path, _seen: tuple[Path, ...] = ()) -> list[tuple[str, DictConfig]]:
@@ -244,6 +255,67 @@ def _expand_user_paths(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, f"paths.{key}")
         if isinstance(value, str) and value.startswith("~"):
             cfg.paths[key] = os.path.expanduser(value)
+
+
+def data_commands(cfg_path: str | Path) -> list[str]:
+    """The commands that make a config's data, as its header comment gives them (lines running
+    ``python -m paxion.data...`` or ``python -m paxion.quickstart --data-only``); else as the nearest base's does."""
+    for source, _ in reversed(read_layers(Path(cfg_path))):
+        commands: list[str] = []
+        header = []
+        for line in Path(source).read_text().splitlines():
+            if not line.startswith("#"):
+                break
+            header.append(line.lstrip("#").strip())
+        for i, line in enumerate(header):
+            if re.match(r"python -m paxion\.(data\S*|quickstart --data-only)", line):
+                command = line
+                while command.endswith("\\") and i + 1 < len(header):
+                    i += 1
+                    command = command[:-1].rstrip() + " " + header[i]
+                if command not in commands:
+                    commands.append(command)
+        if commands:
+            return commands
+    return []
+
+
+def keys_naming(cfg: DictConfig, message: str) -> str:
+    """Which config keys hold a file path that ``message`` names: ``"set by model.pretrained"``, '' if none.
+
+    A key whose value was built from a ``paths.*`` root also names that root and its environment
+    variable (``model.pretrained = ${paths.ckpt_root}/kp.pth``, ``PAXION_CKPT_ROOT``), so that a
+    missing file can be fixed where it was set.
+    """
+    raw = OmegaConf.to_container(cfg, resolve=False)
+    found = []
+    for key, value in _leaves(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)):
+        if not isinstance(value, str) or len(value) < 3 or not ("/" in value or "." in value):
+            continue
+        if not re.search(rf"(?<![\w./-]){re.escape(value)}(?![\w/-]|\.\w)", message):
+            continue  # a whole path only: run.output_dir does not name output_dir/latest.pth
+        note = key
+        unresolved = _select_raw(raw, key)
+        roots = re.findall(r"\$\{paths\.(\w+)\}", unresolved) if isinstance(unresolved, str) else []
+        for root in roots:
+            var = PATH_ENV_VARS.get(root)
+            note += f" = {unresolved} with paths.{root}={cfg.paths[root]}" + (f" (or ${var})" if var else "")
+        found.append(note)
+    return f"set by {'; '.join(found)}" if found else ""
+
+
+def _leaves(node: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    if isinstance(node, dict):
+        return [leaf for k, v in node.items() for leaf in _leaves(v, f"{prefix}.{k}" if prefix else str(k))]
+    return [(prefix, node)]
+
+
+def _select_raw(raw: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(raw, dict) or part not in raw:
+            return None
+        raw = raw[part]
+    return raw
 
 
 def section(cfg: DictConfig, key: str) -> Any:

@@ -9,13 +9,14 @@ from __future__ import annotations
 from typing import Any, Optional, Sequence
 
 from paxion.engine import dist
-from paxion.cli.train import build_runner, report_results, run_cli
+from paxion.cli.train import build_runner, config_keys_in_errors, report_results, run_cli
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     runner = build_runner(argv, "Evaluate a Paxion model (LAVIS-style config).", evaluate_only=True)
     try:
-        results = runner.evaluate()
+        with config_keys_in_errors(runner.cfg, runner.cfg_path):
+            results = runner.evaluate()
         report_results(results, runner.output_dir)
         return results
     finally:

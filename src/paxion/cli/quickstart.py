@@ -29,9 +29,8 @@ from typing import Any, Optional, Sequence
 import torch
 
 import paxion  # noqa: F401  (fills the registry)
-from paxion.api import CONFIG_ROOT
 from paxion.engine import dist
-from paxion.config import load_config
+from paxion.config import CONFIG_ROOT, ConfigError, load_config, prepare_output_dir
 from paxion.data.synthetic.generate import OverwriteError
 from paxion.engine.logger import setup_logging
 from paxion.registry import registry
@@ -77,8 +76,11 @@ def config_path(name: str) -> Path:
     return path
 
 
-def ensure_data(data_root: str | Path, spec: dict[str, Any] = DATA) -> Path:
+def ensure_data(data_root: str | Path, spec: dict[str, Any] = DATA, splits: Optional[Sequence[str]] = None) -> Path:
     """Generate SynthAction under ``data_root`` unless a complete copy with the same settings is there.
+
+    ``splits`` (default: all) are the splits needed: an evaluation needs only ``val``, and a copy holding
+    only some splits is completed when more are asked for.
 
     Never overwrites what the generator did not write: a folder with other files in the generator's
     places (e.g. real ActionBench annotations) raises :class:`OverwriteError` naming the file.
@@ -91,8 +93,14 @@ def ensure_data(data_root: str | Path, spec: dict[str, Any] = DATA) -> Path:
     wanted = dataclasses.asdict(SYNTH_PRESETS[spec.get("preset", "default")](**spec))
     if meta is not None and meta.get("complete", True):
         found = meta.get("config", {})
-        if all(found.get(k) == v for k, v in wanted.items() if k != "workers"):
+        have = meta.get("splits")  # None: every split
+        same = all(found.get(k) == v for k, v in wanted.items() if k != "workers")
+        if same and (have is None or (splits is not None and set(splits) <= set(have))):
             logger.info("SynthAction found in %s", root)
+            return root
+        if same:
+            logger.info("%s holds SynthAction's %s split(s) only: writing the rest", root, ", ".join(have))
+            generate(root, **spec)
             return root
         raise OverwriteError(
             f"{root / MARKER}: {root} holds SynthAction with other settings ({found}); remove it or set "
@@ -100,8 +108,8 @@ def ensure_data(data_root: str | Path, spec: dict[str, Any] = DATA) -> Path:
         )
     if meta is not None:
         logger.info("%s: finishing an interrupted SynthAction generation", root)
-    logger.info("writing SynthAction (%s) to %s", spec, root)
-    generate(root, **spec)
+    logger.info("writing SynthAction (%s%s) to %s", spec, f", splits {list(splits)}" if splits else "", root)
+    generate(root, splits=splits, **spec)
     return root
 
 
@@ -109,10 +117,14 @@ def run_config(name: str, overrides: Sequence[str], output_dir: Path, train: boo
     """Load ``name`` with ``overrides``, then train (or evaluate) it into ``output_dir``; -> val metrics."""
     cfg = load_config(config_path(name), [*overrides, f"run.output_dir={output_dir}"])
     setup_logging(output_dir, dist.get_rank())
-    task = registry.get("task", cfg.task.name)(cfg)
-    runner = Runner(cfg, task)
+    from paxion.cli.train import config_keys_in_errors
+
+    with config_keys_in_errors(cfg):
+        task = registry.get("task", cfg.task.name)(cfg)
+        runner = Runner(cfg, task)
     try:
-        results = runner.train() if train else runner.evaluate()
+        with config_keys_in_errors(cfg):
+            results = runner.train() if train else runner.evaluate()
     finally:
         runner.close()
     return results["val"]
@@ -157,11 +169,13 @@ def run(out_dir: Optional[Path], overrides: Sequence[str], eval_only: bool = Fal
     data_spec = chosen.data if data_spec is None else data_spec
     start = time.perf_counter()
     cfg = load_config(config_path(chosen.train), list(overrides))
-    ensure_data(cfg.paths.data_root, data_spec)
-    if data_only:
-        return {"output_dir": None, "rows": {}, "seconds": time.perf_counter() - start}
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(out_dir) if out_dir else Path(cfg.paths.output_root) / chosen.folder / stamp
+    if not data_only:  # before minutes of data generation
+        _check_writable(out, "--output" if out_dir else "paths.output_root (or --output)")
+    ensure_data(cfg.paths.data_root, data_spec, splits=("val",) if eval_only else None)  # eval: no train clips
+    if data_only:
+        return {"output_dir": None, "rows": {}, "seconds": time.perf_counter() - start}
     shared = [f"paths.{k}={v}" for k, v in cfg.paths.items()]  # same data and cache as the training config
     rows = {"backbone (frozen)": run_config(chosen.backbone, shared, out / "backbone", train=False)}
     if eval_only:
@@ -175,6 +189,14 @@ def run(out_dir: Optional[Path], overrides: Sequence[str], eval_only: bool = Fal
     return summary
 
 
+def _check_writable(out: Path, option: str) -> None:
+    try:
+        prepare_output_dir(out)
+    except ConfigError as exc:
+        reason = str(exc).split("cannot write there", 1)[-1].strip(" ()")
+        raise ConfigError(f"{option} {out}: cannot write there ({reason}); choose another folder with --output DIR") from None
+
+
 def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description="Embedded default: SynthAction, frozen tiny model, KP, before/after.")
     parser.add_argument("--output", type=Path, default=None,
@@ -183,8 +205,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     mode.add_argument("--eval-only", action="store_true", help="score the shipped patcher instead of training one")
     mode.add_argument("--data-only", action="store_true", help="only make sure the SynthAction data exists")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="default",
-                        help="default: the embedded default (minutes); hard: SynthAction's cluttered preset "
-                             "with its own foundation model (about 15 CPU-minutes)")
+                        help="default: the embedded default; hard: SynthAction's cluttered preset with its own "
+                             "foundation model (measured times: docs/results.md)")
     parser.add_argument("overrides", nargs="*", help="a.b=c overrides of the training config")
     args = parser.parse_args(argv)
     setup_logging(None, 0)

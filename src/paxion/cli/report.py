@@ -16,6 +16,7 @@ import base64
 import html
 import io
 import logging
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -26,7 +27,7 @@ matplotlib.use("Agg")  # headless: no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
 from paxion.cli.run_folder import (  # noqa: E402
-    PROBES, Run, annotations, duration_s, find_runs, finite, model_input, problems)
+    PROBES, Run, annotations, duration_s, find_runs, finite, model_input, problems, skipped_videos)
 
 logger = logging.getLogger(__name__)
 
@@ -181,20 +182,25 @@ def _cell(value: Any, percent: bool = False) -> str:
         return f"<span class='bad'>{value}</span>"
     if percent:
         return f"{100 * value:.1f}"
-    return html.escape(str(value))
+    return _breakable(str(value))
+
+
+def _breakable(text: str) -> str:
+    """Escaped ``text`` that may wrap after ``_``, ``/`` and ``.`` (long names keep the tables narrow)."""
+    return re.sub(r"([_/.])(?=\w)", r"\1<wbr>", html.escape(text))
 
 
 def _metrics_table(runs: Sequence[Run]) -> str:
     head = ["run", "scored by", "split", "clips", *(f"{short} (%)" for short in PROBES.values()),
-            "skipped videos", "non-finite scores"]
+            "unreadable / missing videos", "non-finite scores"]
     rows = []
     for run in runs:
         m = run.metrics
         nonfinite = m.get("nonfinite_scores")
         flag = f"<span class='bad'>{nonfinite}</span>" if nonfinite else _cell(nonfinite)
         rows.append([html.escape(run.name), html.escape(run.module), _cell(m.get("split")), _cell(m.get("num_samples")),
-                     *(_cell(m.get(f"{p}_accuracy"), percent=True) for p in PROBES), _cell(m.get("skipped_videos")),
-                     flag])
+                     *(_cell(m.get(f"{p}_accuracy"), percent=True) for p in PROBES),
+                     f"{_cell(m.get('skipped_videos'))} / {_cell(m.get('missing_videos'))}", flag])
     return _table(head, rows)
 
 
@@ -202,21 +208,31 @@ def _metadata_table(runs: Sequence[Run], root: Path) -> str:
     rows = []
     for run in runs:
         env, seconds = run.environment, duration_s(run)
-        weights = run.select("run.load_ckpt_path") or run.select("model.pretrained")
         config = (run.path / "config.yaml").relative_to(root).as_posix()
+        versions = "<br>".join(f"{key} {_cell(env.get(key))}" for key in ("python", "torch", "paxion"))
         facts = {
-            "run": html.escape(run.name), "config": f"<a href='{html.escape(config)}'>{html.escape(config)}</a>",
-            "seed": _cell(run.select("run.seed")), "model": _cell(run.select("model.arch")),
-            "backbone": _cell(run.select("model.backbone")),
-            "weights": _cell(Path(str(weights)).name if weights else "none"),
+            "run": _breakable(run.name), "config": f"<a href='{html.escape(config)}'>{_breakable(config)}</a>",
+            "seed": _cell(run.select("run.seed") if run.train_log else None), "model": _cell(run.select("model.arch")),
+            "backbone": _cell(run.select("model.backbone")), "weights": _cell(_weights(run)),
             "precision": _cell(run.select("run.precision")), "device": _cell(env.get("device")),
             "processes": _cell(env.get("world_size")), "duration": "–" if seconds is None else f"{seconds:.0f} s",
-            **{key: _cell(env.get(key)) for key in ("python", "torch", "paxion")},
+            "versions": versions if env else "–",
         }
         rows.append(facts)
-    note = "" if all(r.environment for r in runs) else (
-        "<p class='note'>– : not recorded (runs made before <code>environment.json</code> was written)</p>")
-    return _table(list(rows[0]), [list(r.values()) for r in rows]) + note
+    note = "<p class='note'>seed –: the run trained nothing (scoring is deterministic)"
+    if not all(r.environment for r in runs):
+        note += "; other –: not recorded (runs made before <code>environment.json</code> was written)"
+    return _table(list(rows[0]), [list(r.values()) for r in rows]) + note + "</p>"
+
+
+def _weights(run: Run) -> str:
+    """The weights file the scored part came from: the backbone's own for a backbone-only score (a patcher
+    file in its config is not used), else the loaded patcher/checkpoint; 'none' when trained from scratch."""
+    if run.module == "backbone":
+        ckpt = run.select("model.backbone_ckpt")
+        return Path(str(ckpt)).name if ckpt else f"built into {run.select('model.backbone')}"
+    weights = run.select("run.load_ckpt_path") or run.select("model.pretrained")
+    return Path(str(weights)).name if weights else "none"
 
 
 def _object_table(runs: Sequence[Run], ann: dict[str, dict[str, Any]], limit: int = 30) -> str:
@@ -240,17 +256,25 @@ def _examples_table(run: Run, ann: dict[str, dict[str, Any]]) -> str:
 
 
 STYLE = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}
+table{border-collapse:collapse;margin:1em 0;max-width:100%}
+td,th{border:1px solid #ccc;padding:4px 6px;text-align:left;overflow-wrap:anywhere}
 img{max-width:100%}.strip img{image-rendering:pixelated;height:72px;max-width:none}
-.bad{color:#c00;font-weight:bold}.alert{border:2px solid #c00;color:#c00;padding:0.5em 1em}.note{color:#666}"""
+.bad{color:#c00;font-weight:bold}.alert{border:2px solid #c00;color:#c00;padding:0.5em 1em}.note{color:#666}
+.warn{border:2px solid #d80;color:#840;padding:0.5em 1em}"""
 
 
 def _alerts(runs: Sequence[Run]) -> list[str]:
+    out = []
     items = [f"<li><b>{html.escape(r.name)}</b>: {html.escape(p)}</li>" for r in runs for p in problems(r)]
-    if not items:
-        return []
-    return ["<div class='alert'><b>Do not trust these numbers:</b> a run diverged or scored non-finite values "
-            f"(non-finite scores count as wrong).<ul>{''.join(items)}</ul></div>"]
+    if items:
+        out.append("<div class='alert'><b>Do not trust these numbers:</b> a run diverged or scored non-finite "
+                   f"values (non-finite scores count as wrong).<ul>{''.join(items)}</ul></div>")
+    gaps = [f"<li><b>{html.escape(r.name)}</b>: {html.escape(line)}</li>" for r in runs for line in skipped_videos(r)]
+    if gaps:
+        out.append("<div class='warn'><b>Not every clip was scored as itself:</b> the scores below leave out "
+                   "missing videos and replace unreadable ones (<code>skipped_videos.json</code> lists them)."
+                   f"<ul>{''.join(gaps)}</ul></div>")
+    return out
 
 
 def render(root: Path) -> str:

@@ -37,6 +37,7 @@ class Run:
     train_log: list[dict[str, Any]] = field(default_factory=list)
     environment: dict[str, Any] = field(default_factory=dict)
     log_lines: list[str] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)  # skipped_videos.json entries of the scored split
 
     @property
     def label(self) -> str:
@@ -67,8 +68,10 @@ def load_run(path: Path, root: Path) -> Optional[Run]:
     env = json.loads(env_file.read_text()) if env_file.is_file() else {}
     log = (path / "log.txt").read_text(errors="replace").splitlines() if (path / "log.txt").is_file() else []
     name = str(path.relative_to(root)) if path != root else path.name
+    skipped_file = path / "skipped_videos.json"
+    skipped = json.loads(skipped_file.read_text()) if skipped_file.is_file() else []
     return Run(path, name, OmegaConf.load(path / "config.yaml"), metrics, {k: v for k, v in preds.items() if v},
-               train, env, log)
+               train, env, log, [e for e in skipped if str(e.get("split")) == str(split)])
 
 
 def find_runs(root: Path) -> list[Run]:
@@ -107,6 +110,24 @@ def problems(run: Run) -> list[str]:
     if diverged and not bad_steps:
         found.append(diverged[-1].split(": ", 1)[-1][:300])
     return found
+
+
+def skipped_videos(run: Run, limit: int = 20) -> list[str]:
+    """The clips a run's scores leave out or replace: one line per kind (unreadable, missing), with their ids.
+
+    Counts come from the metrics (``skipped_videos``, ``missing_videos``); ids from ``skipped_videos.json``.
+    """
+    lines = []
+    for kind, key, effect in (("unreadable", "skipped_videos", "replaced by other clips"),
+                              ("missing", "missing_videos", "left out of the scores")):
+        ids = [Path(str(e["path"])).stem for e in run.skipped if e.get("kind") == kind]
+        count = run.metrics.get(key) or len(ids)
+        if not count:
+            continue
+        shown = ", ".join(ids[:limit]) + (f", ... ({len(ids) - limit} more)" if len(ids) > limit else "")
+        lines.append(f"{count} {kind} video{'s' if count != 1 else ''} ({effect})"
+                     + (f": {shown}" if ids else " (ids: see skipped_videos.json)"))
+    return lines
 
 
 def duration_s(run: Run) -> Optional[float]:

@@ -21,7 +21,6 @@ import contextlib
 import logging
 import os
 import random
-import zipfile
 from pathlib import Path
 from typing import Any, Optional
 
@@ -30,6 +29,7 @@ import torch
 from torch import nn
 
 from paxion.backbones.base import CheckpointError  # the one checkpoint error, re-exported from here
+from paxion.backbones.safe_load import torch_load
 
 logger = logging.getLogger(__name__)
 
@@ -73,14 +73,7 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        if not zipfile.is_zipfile(path):  # torn by a crash outside atomic_save, or not a checkpoint at all
-            raise CheckpointError(f"{path}: not a torch.save archive (truncated or foreign file)") from exc
-        raise CheckpointError(f"{path}: cannot be loaded safely ({type(exc).__name__}: {exc})") from exc
+    ckpt = torch_load(path)  # says what a refused file is; refuses NaN/inf tensors
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         raise CheckpointError(f"{path}: not a paxion checkpoint (no 'model' entry)")
     return ckpt
@@ -128,20 +121,24 @@ def load_model_weights(model: nn.Module, state: dict[str, torch.Tensor], source:
         logger.debug("%s: %d frozen entries kept from the model: %s", source, len(frozen_missing), frozen_missing)
 
 
-def load_for_resume(path: str | Path) -> dict[str, Any]:
-    """:func:`load_checkpoint`; when it fails, the error also names the intact checkpoints next to it."""
+def load_for_resume(path: str | Path, model: Optional[nn.Module] = None, how: str = "") -> dict[str, Any]:
+    """:func:`load_checkpoint`; when it fails, the error also names the checkpoints next to it that would
+    resume this run: they load safely and hold exactly ``model``'s saved entries (names and shapes).
+
+    ``how``: the config keys that chose ``path`` (e.g. ``run.resume=auto``), named in the error.
+    """
     path = Path(path)
     try:
         return load_checkpoint(path)
     except CheckpointError as exc:
-        others = usable_checkpoints(path.parent, exclude=path) if path.parent.is_dir() else []
+        others = resumable_checkpoints(path.parent, path, model) if path.parent.is_dir() else []
         hint = (
-            f"; intact checkpoints there: {', '.join(p.name for p in others)} "
+            f"; checkpoints of this run there: {', '.join(p.name for p in others)} "
             f"(resume from one with run.resume_ckpt_path={others[0]})"
             if others
-            else "; no other intact checkpoint there"
+            else "; no other checkpoint of this run there loads"
         )
-        raise CheckpointError(f"cannot resume: {exc}{hint}") from exc
+        raise CheckpointError(f"cannot resume{f' ({how})' if how else ''}: {exc}{hint}") from exc
 
 
 def rng_state() -> dict[str, Any]:
@@ -186,15 +183,27 @@ def remove_stale_temp_files(output_dir: str | Path) -> list[Path]:
     return stale
 
 
-def usable_checkpoints(output_dir: str | Path, exclude: Path) -> list[Path]:
-    """Other checkpoints in ``output_dir`` whose archive is intact (CRC-checked), newest first."""
+def resumable_checkpoints(output_dir: str | Path, exclude: Path, model: Optional[nn.Module]) -> list[Path]:
+    """Other ``*.pth`` in ``output_dir`` that load safely and match ``model``'s trainable (or, for a full
+    save, all) entries by name and shape, newest first. Files that fail either check are left out."""
     found = [p for p in Path(output_dir).glob("*.pth") if p.resolve() != Path(exclude).resolve()]
-    intact = []
+    usable = []
     for path in sorted(found, key=lambda p: p.stat().st_mtime, reverse=True):
         try:
-            with zipfile.ZipFile(path) as archive:
-                if archive.testzip() is None:
-                    intact.append(path)
-        except (OSError, zipfile.BadZipFile):
+            ckpt = load_checkpoint(path)
+        except CheckpointError:
             continue
-    return intact
+        if model is not None and "config" not in ckpt:
+            continue  # not written by the runner
+        if model is not None and not _same_entries(ckpt["model"], model, bool(ckpt.get("full_model"))):
+            continue
+        usable.append(path)
+    return usable
+
+
+def _same_entries(state: dict[str, Any], model: nn.Module, full: bool) -> bool:
+    own = model.state_dict()
+    keys = set(own) if full else trainable_keys(model)
+    return set(state) == keys and all(
+        torch.is_tensor(state[k]) and tuple(state[k].shape) == tuple(own[k].shape) for k in keys
+    )

@@ -28,6 +28,25 @@ class NonFiniteLossError(RuntimeError):
     """Training produced a NaN/inf loss; the message names the epoch, iteration, step and every loss term."""
 
 
+class NonFiniteScoresError(RuntimeError):
+    """An evaluation with nothing finite to report: every sample scored NaN/inf, or no validation epoch of a
+    training run had a finite ``run.agg_metric``. Raised after the results are written, so they can be read."""
+
+
+def check_scores(results: dict[str, dict[str, Any]], result_dir: Any) -> None:
+    """Raise :class:`NonFiniteScoresError` when every sample of a split scored non-finite values."""
+    dead = [
+        f"{split} ({m['nonfinite_scores']} of {m['num_samples']})"
+        for split, m in results.items()
+        if m.get("num_samples") and m.get("nonfinite_scores", 0) >= m["num_samples"]
+    ]
+    if dead:
+        raise NonFiniteScoresError(
+            f"every sample scored non-finite values (NaN/inf) in {', '.join(dead)}: the numbers in {result_dir} "
+            "are meaningless; look for NaN in the weights (model.pretrained, run.load_ckpt_path) or the inputs"
+        )
+
+
 class TrainingInterrupted(Exception):
     """A stop signal arrived; ``latest.pth`` was saved. ``exit_code`` is 128 + the signal number (shell style)."""
 

@@ -27,7 +27,8 @@ from paxion.engine.logger import MetricLogger, progress
 from paxion.engine.optim import build_optimizer, build_schedule
 from paxion.engine.outputs import concat_outputs, unique_by_idx
 from paxion.engine.state import TrainState, resume_from, resume_path, save_checkpoint, set_seed
-from paxion.engine.guards import TrainGuard, TrainingInterrupted, ignore_stop_signals, may_become_best
+from paxion.engine.guards import (
+    NonFiniteScoresError, TrainGuard, TrainingInterrupted, check_scores, ignore_stop_signals, may_become_best)
 from paxion.engine.samplers import build_eval_loader, build_train_loader
 from paxion.tasks.base import BaseTask, Batch
 from paxion.techniques import build_techniques
@@ -70,6 +71,7 @@ class Runner:
         self._skipped: list[dict[str, Any]] = []  # this rank's unreported skipped videos
         self._skipped_total = SkippedVideos()  # all ranks, one entry per (split, file); rank 0 only
         self._eval_loaders: dict[str, Any] = {}
+        self._epoch_loss = torch.zeros(2, device=self.device)  # running (sum, count) of finite training losses
         self._guard = TrainGuard(self.run.max_nonfinite_steps, self.device)  # catches signals while train() runs
 
     # ------------------------------------------------------------------ public entry points
@@ -117,7 +119,9 @@ class Runner:
             list(splits) if splits is not None else list(dict.fromkeys(self.run.test_splits + self.run.valid_splits))
         )
         datasets = self.task.build_datasets(self.model, splits)
-        return {split: self._evaluate_and_write(split, datasets[split], epoch) for split in splits}
+        results = {split: self._evaluate_and_write(split, datasets[split], epoch) for split in splits}
+        check_scores(results, self.output_dir / "result")
+        return results
 
     def load_weights(self, path: str | Path) -> None:
         ckpt = ckpt_lib.load_checkpoint(path)
@@ -161,8 +165,8 @@ class Runner:
     def _train_epoch(self, model: nn.Module, loader: Any, epoch: int, start: int, iters: int, parts: dict) -> None:
         run = self.run
         model.train()
-        loss_sum = torch.zeros((), device=self.device)  # finite losses only
-        finite_count = torch.zeros((), device=self.device)
+        # finite losses only: (sum, count) of the epoch, restored when resuming mid-epoch
+        self._epoch_loss = torch.tensor(self.state.epoch_loss if start else (0.0, 0.0), device=self.device)
         micro: list[tuple[torch.Tensor, dict]] = []  # (loss, logs) of the micro-batches of this update
         window_start, tic = start, time.perf_counter()
         step = self.techniques.wrap_train_step(
@@ -186,15 +190,15 @@ class Runner:
                 parts["scaler"].scale(loss / run.accum_grad_iters).backward()
             loss = loss.detach()
             finite = torch.isfinite(loss)
-            loss_sum += torch.where(finite, loss, 0.0)
-            finite_count += finite
+            self._epoch_loss += torch.stack([torch.where(finite, loss.float(), 0.0), finite.float()])
             micro.append((loss, logs))
             if update:
                 self._update(epoch, it, iters, micro, parts)
                 micro = []
             if (it + 1) % run.log_freq == 0 or it + 1 == iters:
                 rate = (it + 1 - window_start) / max(time.perf_counter() - tic, 1e-9)
-                self._log_train(epoch, it, lr, rate, loss_sum / finite_count.clamp(min=1), logs, parts["scaler"])
+                mean_loss = self._epoch_loss[0] / self._epoch_loss[1].clamp(min=1)
+                self._log_train(epoch, it, lr, rate, mean_loss, logs, parts["scaler"])
                 window_start, tic = it + 1, time.perf_counter()
 
     def _update(self, epoch: int, it: int, iters: int, micro: list[tuple[torch.Tensor, dict]], parts: dict) -> None:
@@ -287,19 +291,26 @@ class Runner:
         if self.run.valid_splits and best.is_file():
             self.load_weights(best)
             epoch = self.state.best_epoch
-        elif self.run.valid_splits and self.state.best_metric is None:
-            logger.error("no epoch had a finite %s: the final scores use the last weights", self.run.agg_metric)
         splits = list(dict.fromkeys(self.run.test_splits + self.run.valid_splits))
         results = {}
         for split in splits:
             if self._guard.stop_requested():  # latest.pth of the last epoch is on disk: a resume redoes this part
                 raise self._interrupted()
             results[split] = self._evaluate_and_write(split, datasets[split], epoch)
+        check_scores(results, self.output_dir / "result")
+        if self.run.valid_splits and self.state.best_metric is None:
+            raise NonFiniteScoresError(
+                f"no epoch had a finite {self.run.agg_metric} on '{self.run.valid_splits[0]}': training diverged "
+                f"(run.max_nonfinite_steps={self.run.max_nonfinite_steps} skipped steps let it go on); the scores in "
+                f"{self.output_dir / 'result'} use the last weights and cannot be trusted"
+            )
         return results
 
     # ------------------------------------------------------------------ checkpoints
 
     def _save(self, name: str, parts: dict) -> None:
+        mid_epoch = self.state.iter_in_epoch > 0
+        self.state.epoch_loss = tuple(self._epoch_loss.tolist()) if mid_epoch else (0.0, 0.0)
         save_checkpoint(self.output_dir / name, self.model, self.cfg, self.run, self.state, parts, self.metrics)
 
     def _restore(self, parts: dict) -> Optional[dict]:

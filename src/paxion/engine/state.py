@@ -32,6 +32,9 @@ class TrainState:
     best_metric: Optional[float] = None
     best_epoch: int = -1
     nonfinite_steps: int = 0  # updates skipped because of a non-finite loss (run.max_nonfinite_steps)
+    # this rank's (sum, count) of the finite losses of the epoch so far: the logged mean_loss of a resumed
+    # epoch goes on from them; in a checkpoint, one pair per rank
+    epoch_loss: tuple[float, float] = (0.0, 0.0)
 
 
 def set_seed(seed: int) -> None:
@@ -54,6 +57,7 @@ def save_checkpoint(
     Collective: every rank must call it; rank 0 writes (atomically).
     """
     rng = dist.all_gather_object(ckpt_lib.rng_state())  # every rank's streams: resume is exact per rank
+    epoch_loss = dist.all_gather_object(tuple(state.epoch_loss))
     if not dist.is_main():
         return
     payload = {
@@ -62,6 +66,7 @@ def save_checkpoint(
         "full_model": run.save_full_model,
         **{key: part.state_dict() for key, part in parts.items()},
         **asdict(state),
+        "epoch_loss": epoch_loss,
         "rng": rng,
         "world_size": dist.get_world_size(),
         "config": OmegaConf.to_yaml(cfg, resolve=True),
@@ -100,11 +105,13 @@ def resume_from(
     -> (counters, this rank's saved RNG state to set once everything is built, or None when the
     world size changed: the streams are then reseeded here).
     """
-    ckpt = ckpt_lib.load_for_resume(path)
+    how = "run.resume_ckpt_path" if run.resume_ckpt_path else "run.resume=auto: latest.pth of run.output_dir"
+    ckpt = ckpt_lib.load_for_resume(path, model, how)
     ckpt_lib.load_model_weights(model, ckpt["model"], source=str(path))
     for key, part in parts.items():
         part.load_state_dict(ckpt[key])
-    state = TrainState(**{k: ckpt[k] for k in asdict(TrainState()) if k in ckpt})
+    state = TrainState(**{k: ckpt[k] for k in asdict(TrainState()) if k in ckpt and k != "epoch_loss"})
+    state.epoch_loss = _rank_epoch_loss(ckpt.get("epoch_loss"), ckpt["world_size"])
     if Path(path).resolve().parent == output_dir.resolve() and "metrics_offset" in ckpt:
         dropped = metrics.truncate(ckpt["metrics_offset"])  # records of the lost steps
         if dropped:
@@ -125,3 +132,14 @@ def resume_from(
         set_seed(run.seed + dist.get_rank() + state.global_step)
         return state, None
     return state, ckpt["rng"][dist.get_rank()]
+
+
+def _rank_epoch_loss(saved: Optional[list], saved_world_size: int) -> tuple[float, float]:
+    """This rank's running (sum, count) of the interrupted epoch. Another world size: every rank takes the
+    totals, so the logged mean (averaged over ranks) is still the mean of the losses so far. A checkpoint
+    written before the sums were saved: (0, 0), and the epoch's mean restarts."""
+    if not saved:
+        return (0.0, 0.0)
+    if saved_world_size == dist.get_world_size():
+        return tuple(saved[dist.get_rank()])
+    return (sum(s for s, _ in saved), sum(c for _, c in saved))

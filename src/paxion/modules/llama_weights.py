@@ -36,6 +36,8 @@ from typing import Iterable, Optional
 
 import torch
 
+from paxion.backbones.safe_load import describe_refusal
+
 META_SUFFIXES = (
     "attention.wq.weight", "attention.wk.weight", "attention.wv.weight", "attention.wo.weight",
     "feed_forward.w1.weight", "feed_forward.w2.weight", "feed_forward.w3.weight",
@@ -127,7 +129,7 @@ def _torch_state(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as exc:
-        raise LLaMAWeightsError(f"{path}: cannot be read as a tensors-only torch file: {exc}") from exc
+        raise LLaMAWeightsError(f"{path}: {describe_refusal(path, exc)}") from exc
     if not isinstance(obj, dict):
         raise LLaMAWeightsError(f"{path}: top level is a {type(obj).__name__}, not a state dict")
     return obj

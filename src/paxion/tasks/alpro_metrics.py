@@ -18,6 +18,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from paxion.tasks.metrics import recall_percent
+
 logger = logging.getLogger(__name__)
 
 QA_TYPES = ("what", "who", "how", "where", "when")
@@ -27,7 +29,7 @@ State = dict[str, torch.Tensor]
 def rank_metrics(ranks: torch.Tensor) -> dict[str, float]:
     """0-based ranks (N,) -> ALPRO's r1/r5/r10 (percent), medianR, meanR (1-based)."""
     one_based = ranks.double() + 1
-    out = {f"r{k}": 100.0 * (ranks < k).double().mean().item() for k in (1, 5, 10)}
+    out = {f"r{k}": recall_percent(ranks, k) for k in (1, 5, 10)}
     out["medianR"] = one_based.quantile(0.5).item()  # numpy's median
     out["meanR"] = one_based.mean().item()
     return out

@@ -79,10 +79,16 @@ def chunked_ranks(
     return torch.cat(ranks).cpu() if ranks else torch.zeros(0, dtype=torch.long)
 
 
+def recall_percent(ranks: torch.Tensor, k: int) -> float:
+    """R@k in percent as the originals compute it, ``100.0 * hits / n`` (23 of 40 -> 57.5, where
+    ``100 * mean`` gives 57.49999999999999)."""
+    return 100.0 * int((ranks < k).sum()) / ranks.numel()
+
+
 def recall_metrics(ranks: torch.Tensor, prefix: str, ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
     """R@k in percent, median and mean rank (1-based) from 0-based ranks."""
     ranks = ranks.double()
-    out = {f"{prefix}_r{k}": 100.0 * (ranks < k).double().mean().item() for k in ks}
+    out = {f"{prefix}_r{k}": recall_percent(ranks, k) for k in ks}
     out[f"{prefix}_medr"] = (ranks + 1).quantile(0.5).item()  # numpy's median: mean of the middle two
     out[f"{prefix}_meanr"] = (ranks + 1).mean().item()
     return out
@@ -103,7 +109,7 @@ def singularity_recalls(v2t_ranks: torch.Tensor, t2v_ranks: torch.Tensor) -> dic
     """Singularity's retrieval keys from 0-based ranks: ``txt_*`` = video->text, ``img_*`` = text->video,
     R@1/5/10 in percent, their means and ``r_mean``, each rounded to 2 decimals as the original."""
     def recalls(ranks: torch.Tensor) -> list[float]:
-        return [100.0 * (ranks < k).double().mean().item() for k in (1, 5, 10)]
+        return [recall_percent(ranks, k) for k in (1, 5, 10)]
 
     txt, img = recalls(v2t_ranks), recalls(t2v_ranks)
     txt_mean, img_mean = sum(txt) / 3, sum(img) / 3

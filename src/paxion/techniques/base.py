@@ -35,6 +35,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from paxion.backbones.safe_load import torch_load
 from paxion.registry import registry
 
 logger = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ def reference_file(model: nn.Module, path: Path) -> State:
     convert = getattr(model, "reference_from_file", None)
     if callable(convert):
         return convert(str(path))
-    raw = torch.load(path, map_location="cpu", weights_only=True)
+    raw = torch_load(path)
     for wrapper in ("model_state", "model", "state_dict"):
         if isinstance(raw, dict) and isinstance(raw.get(wrapper), dict):
             return raw[wrapper]

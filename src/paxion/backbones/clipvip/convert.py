@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from paxion.backbones.base import CheckpointError, LoadReport
+from paxion.backbones.safe_load import torch_load
 
 logger = logging.getLogger(__name__)
 
@@ -50,10 +51,7 @@ def model_to_official_key(key: str) -> str:
 
 def read_official_file(path: str) -> dict[str, Any]:
     """The raw flat dict of the release file; any read failure names the file."""
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for missing, truncated or foreign files
-        raise CheckpointError(f"cannot read CLIP-ViP checkpoint '{path}': {type(exc).__name__}: {exc}") from exc
+    raw = torch_load(path)
     if not isinstance(raw, dict) or not raw:
         kind = type(raw).__name__
         raise CheckpointError(f"CLIP-ViP checkpoint '{path}' is not a non-empty flat state dict (got {kind})")

@@ -11,12 +11,12 @@ that no key is missing, none is left over and every shape matches, instead of re
 from __future__ import annotations
 
 import logging
-import zipfile
 from typing import TYPE_CHECKING
 
 import torch
 
 from paxion.backbones.base import CheckpointError, LoadReport
+from paxion.backbones.safe_load import torch_load
 
 if TYPE_CHECKING:
     from paxion.backbones.internvideo.model import InternVideo
@@ -40,17 +40,8 @@ def model_to_official_key(key: str) -> str:
 
 def read_official_state_dict(path: str) -> tuple[dict[str, torch.Tensor], list[str]]:
     """-> (model-keyed tensors, discarded checkpoint keys). Raises CheckpointError naming the file."""
-    try:
-        # mmap avoids reading optimizer state or decoder weights we discard; only zip files support it
-        container = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
-    except FileNotFoundError as err:
-        raise CheckpointError(f"{path}: file not found") from err
-    except Exception as err:  # truncated zip, wrong format, pickled classes refused by weights_only
-        raise CheckpointError(
-            f"{path}: cannot be read as a PyTorch checkpoint with weights_only=True ({type(err).__name__}: {err}). "
-            "A truncated download or a file that pickles classes; re-download it, or re-save "
-            "{'state_dict': ckpt['state_dict']} from an environment you trust."
-        ) from err
+    # mmap avoids reading optimizer state or decoder weights we discard (torch.save archives only)
+    container = torch_load(path, mmap=True)
     if not isinstance(container, dict) or not isinstance(container.get(CONTAINER_KEY), dict):
         found = sorted(container)[:10] if isinstance(container, dict) else type(container).__name__
         raise CheckpointError(f"{path}: expected a Lightning-style dict with a '{CONTAINER_KEY}' dict; found {found}")

@@ -29,6 +29,7 @@ from omegaconf.base import ContainerMetadata, Metadata
 from omegaconf.nodes import AnyNode
 
 from paxion.backbones.base import CheckpointError, LoadReport
+from paxion.backbones.safe_load import torch_load
 from paxion.backbones.singularity.beit import NUM_EXTRA_DISTANCES
 
 if TYPE_CHECKING:
@@ -192,13 +193,7 @@ def fit_tensor(
 
 def read_official_checkpoint(path: str) -> dict[str, Any]:
     """The ``["model"]`` dict of a release file, unpickled weights-only (plus the OmegaConf config classes)."""
-    try:
-        with torch.serialization.safe_globals(list(OMEGACONF_SAFE_GLOBALS)):
-            container = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError as error:
-        raise CheckpointError(f"{path}: no such checkpoint file") from error
-    except Exception as error:  # truncated zip, foreign pickle, unknown global: all unusable
-        raise CheckpointError(f"{path}: cannot be read as a Singularity checkpoint: {error}") from error
+    container = torch_load(path, safe_globals=OMEGACONF_SAFE_GLOBALS)
     if not isinstance(container, Mapping) or "model" not in container:
         found = sorted(container)[:8] if isinstance(container, Mapping) else type(container).__name__
         raise CheckpointError(f"{path}: key 'model' not found (top level: {found})")

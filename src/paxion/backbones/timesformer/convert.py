@@ -24,6 +24,7 @@ from typing import Callable, Iterable
 import torch
 
 from paxion.backbones.base import CheckpointError, LoadReport
+from paxion.backbones.safe_load import torch_load
 from paxion.backbones.timesformer.vit import resize_pos_embed, resize_time_embed
 
 RENAMES = (
@@ -47,12 +48,7 @@ def map_key(key: str) -> str:
 
 def read_state_dict(path: str) -> dict[str, torch.Tensor]:
     """A raw state dict or the ``"model"`` entry of a container, weights-only."""
-    try:
-        container = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError as error:
-        raise CheckpointError(f"{path}: no such checkpoint file") from error
-    except Exception as error:  # truncated zip, foreign pickle
-        raise CheckpointError(f"{path}: cannot be read as an ALPRO checkpoint: {error}") from error
+    container = torch_load(path)
     if isinstance(container, Mapping) and isinstance(container.get("model"), Mapping):
         container = container["model"]
     if not isinstance(container, Mapping) or not all(isinstance(v, torch.Tensor) for v in container.values()):

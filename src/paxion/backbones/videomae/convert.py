@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from paxion.backbones.base import CheckpointError, LoadReport
+from paxion.backbones.safe_load import torch_load
 from paxion.backbones.videomae.model import VideoMAEViT
 
 CONTAINER_KEYS = ("model", "module")
@@ -42,11 +43,7 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"VideoMAE checkpoint not found: {path}")
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):  # fine-tuned files carry "args"
-            obj: Any = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as exc:
-        raise CheckpointError(f"{path}: cannot be read as a tensors-only torch file: {exc}") from exc
+    obj: Any = torch_load(path, mmap=True, safe_globals=[argparse.Namespace])  # fine-tuned files carry "args"
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path}: top level is a {type(obj).__name__}, not a dict")
     state = next((obj[k] for k in CONTAINER_KEYS if k in obj), obj)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -95,12 +95,15 @@ def annotation_files(out: Path) -> list[Path]:
     return [*(root / n for n in names), *(out / RETRIEVAL_ANN / n for n in retrieval), out / "synthaction_specs.json"]
 
 
-def write_all(out: Path, specs: list[dict[str, Any]], iou: dict[int, float], cfg: Any) -> None:
+def write_all(out: Path, specs: list[dict[str, Any]], iou: dict[int, float], cfg: Any,
+              splits: Sequence[str] = ("train", "val", "test")) -> None:
+    """Annotations of the clips of ``splits`` (items are drawn for every clip: the same text whatever is written)."""
     rng = np.random.default_rng([cfg.seed, 7])
     items = {s["id"]: item_for(s, rng, cfg) for s in specs}
     by_split: dict[str, list[dict[str, Any]]] = {"train": [], "val": [], "test": []}
     for s in specs:
-        by_split[s["split"]].append(items[s["id"]])
+        if s["split"] in splits:
+            by_split[s["split"]].append(items[s["id"]])
     frames = {s["id"]: s.get("frames", cfg.frames) for s in specs}  # the hard preset's clips vary in length
     root = out / SSV2_ANN
     _dump(root / "train.json", by_split["train"])
@@ -126,7 +129,7 @@ def write_all(out: Path, specs: list[dict[str, Any]], iou: dict[int, float], cfg
             groups.setdefault(it["template"], []).append(f"{it['id']}.webm")
         _dump(out / RETRIEVAL_ANN / f"ssv2_ret_template_{name}.json",
               [{"video": v, "caption": t} for t, v in sorted(groups.items())])
-    _dump(out / "synthaction_specs.json", specs)
+    _dump(out / "synthaction_specs.json", [s for s in specs if s["split"] in splits])
 
 
 def _saliency(clip_id: int, iou: float, seconds: float) -> dict[str, Any]:

@@ -25,7 +25,7 @@ import multiprocessing as mp
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -169,15 +169,22 @@ def check_overwrite(out: Path, specs: list[dict[str, Any]]) -> None:
         )
 
 
-def _write_marker(out: Path, cfg: SynthConfig, complete: bool) -> None:
+def _write_marker(out: Path, cfg: SynthConfig, complete: bool, splits: Optional[Sequence[str]] = None) -> None:
     meta = {"generator": GENERATOR, "complete": complete, "config": dataclasses.asdict(cfg),
             "actions": {a: ann.template_entry(a) for a in sorted(ACTIONS)}}
+    if splits is not None:  # only these splits' clips and annotations were written
+        meta["splits"] = list(splits)
     (out / MARKER).write_text(json.dumps(meta, indent=1))
 
 
-def generate(out_dir: str | Path, seed: int = 0, preset: str = "default", **overrides: Any) -> Path:
+def generate(out_dir: str | Path, seed: int = 0, preset: str = "default", splits: Optional[Sequence[str]] = None,
+             **overrides: Any) -> Path:
     """Write SynthAction under ``out_dir`` (see module doc); ``overrides`` are fields of the preset's config
     (:class:`SynthConfig`, or :class:`~paxion.data.synthetic.hard.HardConfig` for ``preset="hard"``).
+
+    ``splits`` (default: all) writes only those splits' clips and annotations, identical to the same clips
+    of a full generation (every clip is still drawn); the marker records them, so a later full call adds
+    the rest.
 
     Raises :class:`OverwriteError` when ``out_dir`` holds a file it would write and is not a folder the
     generator wrote before.
@@ -191,22 +198,23 @@ def generate(out_dir: str | Path, seed: int = 0, preset: str = "default", **over
         raise ValueError(f"the hard preset needs 2 <= min_frames <= frames, got {cfg.min_frames}, {cfg.frames}")
     out = Path(out_dir)
     specs = make_hard_specs(cfg) if isinstance(cfg, HardConfig) else make_specs(cfg)
-    check_overwrite(out, specs)
+    written = [s for s in specs if splits is None or s["split"] in splits]
+    check_overwrite(out, written)
     video_dir = out / SSV2_VIDEOS
     video_dir.mkdir(parents=True, exist_ok=True)
     _write_marker(out, cfg, complete=False)  # from here on the folder is ours, even if interrupted
     workers = cfg.workers or os.cpu_count() or 1
-    chunk = max(1, min(64, len(specs) // (4 * workers) + 1))
-    jobs = [(specs[i : i + chunk], cfg, str(video_dir)) for i in range(0, len(specs), chunk)]
+    chunk = max(1, min(64, len(written) // (4 * workers) + 1))
+    jobs = [(written[i : i + chunk], cfg, str(video_dir)) for i in range(0, len(written), chunk)]
     if workers == 1:
         results = [r for job in jobs for r in _work(job)]
     else:
         with mp.get_context("spawn" if os.name == "nt" else "fork").Pool(workers) as pool:
             results = [r for part in pool.imap(_work, jobs) for r in part]
     iou = dict(results)
-    ann.write_all(out, specs, iou, cfg)
-    _write_marker(out, cfg, complete=True)
-    logger.info("SynthAction: %d clips written under %s", len(specs), out)
+    ann.write_all(out, specs, iou, cfg, *([] if splits is None else [tuple(splits)]))
+    _write_marker(out, cfg, complete=True, splits=splits)
+    logger.info("SynthAction: %d clips written under %s", len(written), out)
     return out
 
 

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from paxion.backbones.base import CheckpointError, Preprocess
+from paxion.backbones.safe_load import torch_load
 from paxion.backbones.openvclip import SIZES, OpenVCLIPBackbone, build_openvclip_backbone
 from paxion.backbones.openvclip.convert import read_clip_state, read_pickled_checkpoint
 from paxion.backbones.openvclip.jit_archive import is_torchscript_archive
@@ -133,7 +134,7 @@ class OpenVCLIP(nn.Module):
 
     def load_state_file(self, path: str) -> None:
         """Load a state dict in this model's key space (a subset is fine; unknown keys are an error)."""
-        raw = torch.load(path, map_location="cpu", weights_only=True)
+        raw = torch_load(path)
         state = raw.get("model_state", raw) if isinstance(raw, dict) else raw
         if not isinstance(state, dict) or not state:
             raise CheckpointError(f"'{path}' holds no state dict")

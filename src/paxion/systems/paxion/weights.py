@@ -18,7 +18,6 @@ with *some* fuser keys must have all of them.
 from __future__ import annotations
 
 import logging
-import zipfile
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -26,6 +25,7 @@ import torch
 from torch import nn
 
 from paxion.backbones.base import CheckpointError, LoadReport
+from paxion.backbones.safe_load import load_safetensors, torch_load
 
 logger = logging.getLogger(__name__)
 
@@ -49,31 +49,14 @@ OWN_PREFIXES = ("patcher.", "fuser.")  # our layout; "temp" is shared by both la
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors of a ``.safetensors`` file, or of a torch file (its ``["model"]`` entry when present)."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint file not found: {path}")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path))
-        except Exception as exc:  # safetensors names neither the file nor the format ("header too large")
-            raise CheckpointError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from exc
-    is_zip = zipfile.is_zipfile(path)  # torch.save archives are zip files; only those can be memory-mapped
-    try:
-        obj: Any = torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
-    except Exception as exc:  # pickled objects beyond tensors/containers, or not a torch file at all
-        what = "cannot read as a tensors-only torch file" if is_zip else "not a PyTorch checkpoint (no torch.save archive)"
-        raise CheckpointError(f"{path}: {what} ({_first_line(exc)})") from exc
+        return load_safetensors(path)
+    obj: Any = torch_load(path, mmap=True)  # says what a refused file is; refuses NaN/inf tensors
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
         obj = obj["model"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{path}: expected a state dict of tensors (or one under 'model')")
     return obj
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:200] if text else ''}"
 
 
 def _map_official_key(key: str) -> str | None:

@@ -34,6 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from paxion.backbones.base import CheckpointError, LoadReport
+from paxion.backbones.safe_load import torch_load
 from paxion.backbones.singularity.convert import MLM_HEAD_KEYS, OMEGACONF_SAFE_GLOBALS, fit_tensor
 
 logger = logging.getLogger(__name__)
@@ -71,13 +72,7 @@ class Container:
 
 def read_container(path: str) -> Container:
     """Open any of the three containers; classify it and read its temporal flags."""
-    try:
-        with torch.serialization.safe_globals(list(OMEGACONF_SAFE_GLOBALS)):
-            raw = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError as error:
-        raise CheckpointError(f"{path}: no such checkpoint file") from error
-    except Exception as error:  # truncated zip, foreign pickle, unknown global: all unusable
-        raise CheckpointError(f"{path}: cannot be read as a Singularity checkpoint: {error}") from error
+    raw = torch_load(path, safe_globals=OMEGACONF_SAFE_GLOBALS)
     if not isinstance(raw, Mapping) or not isinstance(raw.get("model"), Mapping):
         found = sorted(raw)[:8] if isinstance(raw, Mapping) else type(raw).__name__
         raise CheckpointError(f"{path}: key 'model' (a state dict) not found (top level: {found})")
