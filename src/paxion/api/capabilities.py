@@ -172,12 +172,12 @@ def _progress(items: list, label: str) -> Any:
 
 @torch.no_grad()
 def retrieve(model: Any, videos: Union[str, Path, Sequence[Video], torch.Tensor], texts: Sequence[str],
-             k: int = 5, batch_size: int = 16, rerank: bool = True) -> Retrieval:
+             k: int = 5, batch_size: int = 16, rerank: bool = True, k_test: int = RetrievalConfig.k_test) -> Retrieval:
     """Videos (a folder, a list of files / frames / clips, or clips (N, T, C, S, S)) against texts, both ways.
 
     Scores are the retrieval task's: the model's similarity rows (``retrieval_rows``) and, with ``rerank``
-    and a re-ranker (``score_pairs``), Singularity's top-``k_test`` ITM re-ranking or ALPRO's VTM on every
-    pair. Videos go through ``preprocess`` and the model ``batch_size`` at a time, with a progress bar on
+    and a re-ranker (``score_pairs``), Singularity's top-``k_test`` ITM re-ranking (the rest -100) or ALPRO's
+    VTM on every pair. Videos go through ``preprocess`` and the model ``batch_size`` at a time, with a progress bar on
     long lists.
     """
     model = _model(model)
@@ -201,7 +201,7 @@ def retrieve(model: Any, videos: Union[str, Path, Sequence[Video], torch.Tensor]
                                                 view.device)
             t2v = v2t.t().contiguous()
         else:
-            k_test, pairs = RetrievalConfig.k_test, RetrievalConfig.pair_batch_size
+            pairs = RetrievalConfig.pair_batch_size
             v2t = rerank_top_k(view, v2t, video, text, "v2t", k_test, pairs, "retrieve")
             t2v = rerank_top_k(view, t2v.contiguous(), text, video, "t2v", k_test, pairs, "retrieve")
     names = [str(v) if isinstance(v, (str, Path)) else f"video {i}" for i, v in enumerate(items)]

@@ -112,9 +112,10 @@ def score_captions(model: Any, video: Video, captions: Sequence[str]) -> Scores:
         text = model.encode_text(captions)[None]  # (1, K, E)
         return Scores(captions, {m: model.paired_logits(enc.features(m), text, m).float().softmax(dim=-1)[0].tolist()
                                  for m in _paxion_modules(model)})
+    scorers = _protocol_scorers(model)
     state = encode_clips(model, clip, with_reversed=False)
     return Scores(captions, {name: caption_choice_scores(model, state, [captions], pairs)[0].tolist()
-                             for name, pairs in _protocol_scorers(model).items()})
+                             for name, pairs in scorers.items()})
 
 
 @torch.no_grad()
@@ -130,6 +131,7 @@ def score_reversal(model: Any, video: Video, caption: str) -> Scores:
         text = model.encode_text([caption])  # (1, E)
         return Scores(views, {m: model.paired_logits(enc.split_views(enc.features(m)), text, m).float()
                               .softmax(dim=-1)[0].tolist() for m in _paxion_modules(model)})
+    scorers = _protocol_scorers(model)
     state = encode_clips(model, clip, with_reversed=True)
     return Scores(views, {name: reversal_choice_scores(model, state, [caption], pairs)[0].tolist()
-                          for name, pairs in _protocol_scorers(model).items()})
+                          for name, pairs in scorers.items()})
