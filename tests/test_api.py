@@ -31,11 +31,13 @@ def embedded():
 
 
 def test_list_models_names_load_model_accepts():
-    names = paxion.list_models()
-    assert names[0] == "embedded_default"
+    zoo = paxion.list_models()
+    names = list(zoo)
+    assert names[0] == "embedded_default" and all(isinstance(zoo[n], str) and zoo[n] for n in names)
     assert "train/actionbench/ssv2/kp_perceiver_vtc_dvdm" in names and PATCHER_CONFIG in names
     assert not any(Path(n).name.startswith("_") for n in names), "config fragments are not models"
-    for name in names[1:]:
+    configs = [n for n in names if "/" in n and not n.startswith("backbone/")]
+    for name in configs:
         cfg = load_config(REPO / "configs" / f"{name}.yaml")
         assert cfg.model is not None and (("model", cfg.model.arch) in registry), name
 
@@ -152,7 +154,7 @@ def test_load_model_errors_name_the_problem():
         paxion.load_model("no_such_model")
     with pytest.raises(ValueError, match="no overrides"):
         paxion.load_model("embedded_default", overrides=["run.seed=1"])
-    with pytest.raises(TypeError, match="Paxion model"):
+    with pytest.raises(TypeError, match="not a paxion model"):
         paxion.score_captions(torch.nn.Linear(2, 2), CLIP, ["a", "b"])
 
 

@@ -10,6 +10,7 @@ from paxion import tasks  # noqa: F401  (registration side effects)
 from paxion import techniques  # noqa: F401  (registration side effects)
 from paxion.registry import registry  # noqa: F401
 from paxion.api import LoadedModel, Scores, list_models, load_model  # noqa: F401  (public API)
+from paxion.api import Ranked, Retrieval, answer, classify, retrieve  # noqa: F401  (public API)
 from paxion.api import score_captions, score_reversal  # noqa: F401  (public API)
 
 __version__ = "0.1.0"

@@ -49,8 +49,8 @@ def sample_scores(model: Any, sample: dict[str, Any]) -> dict[str, Any]:
     pairs = {"action_antonym": sample.get("action_antonym_text"), "object_shuffle": sample.get("object_shuffled_text")}
     for probe, negative in pairs.items():
         if negative is not None:
-            out[probe] = vars(score_captions(model, video, [caption, negative]))
-    out["video_reversal"] = vars(score_reversal(model, video, caption))
+            out[probe] = score_captions(model, video, [caption, negative]).as_dict()
+    out["video_reversal"] = score_reversal(model, video, caption).as_dict()
     return out
 
 

@@ -137,19 +137,8 @@ class RetrievalTask(ModelTask):
 
     def rerank(self, view: Any, scores: torch.Tensor, query: State, candidates: State, direction: str) -> torch.Tensor:
         """Top ``k_test`` of each row of ``scores`` (N, M) re-scored by ``score_pairs``; the rest RERANK_FILL."""
-        score_pairs = protocol.require(view, "score_pairs", self.cfg.task.name)
-        k = min(self.task_cfg.k_test, scores.shape[1])
-        top = scores.topk(k, dim=1).indices  # (N, k)
-        out = torch.full_like(scores, RERANK_FILL)
-        step = max(1, self.task_cfg.pair_batch_size // k)
-        for start in range(0, scores.shape[0], step):
-            idx = top[start: start + step]  # (n, k)
-            rows = torch.arange(start, start + idx.shape[0]).repeat_interleave(k)  # (n*k,)
-            q = _to(protocol.index_state(query, rows), view.device)
-            c = _to(protocol.index_state(candidates, idx.flatten()), view.device)
-            video, text = (q, c) if direction == "v2t" else (c, q)
-            out[start: start + idx.shape[0]].scatter_(1, idx, score_pairs(video, text).float().cpu().view(-1, k))
-        return out
+        return rerank_top_k(view, scores, query, candidates, direction, self.task_cfg.k_test,
+                            self.task_cfg.pair_batch_size, self.cfg.task.name)
 
     # ------------------------------------------------------------------ metrics
 
@@ -224,6 +213,26 @@ class RetrievalTask(ModelTask):
             logger.info("retrieval %s: the model has no score_pairs (or k_test is 0); %s/ equals %s_emb/",
                         split, split, split)
         return metrics
+
+
+def rerank_top_k(view: Any, scores: torch.Tensor, query: State, candidates: State, direction: str, k_test: int,
+                 pair_batch_size: int, task: str) -> torch.Tensor:
+    """Top ``k_test`` of each row of ``scores`` (N, M) re-scored by ``score_pairs``; the rest RERANK_FILL.
+
+    ``query`` holds the row states (videos for v2t, captions for t2v), ``candidates`` the column states."""
+    score_pairs = protocol.require(view, "score_pairs", task)
+    k = min(k_test, scores.shape[1])
+    top = scores.topk(k, dim=1).indices  # (N, k)
+    out = torch.full_like(scores, RERANK_FILL)
+    step = max(1, pair_batch_size // k)
+    for start in range(0, scores.shape[0], step):
+        idx = top[start: start + step]  # (n, k)
+        rows = torch.arange(start, start + idx.shape[0]).repeat_interleave(k)  # (n*k,)
+        q = _to(protocol.index_state(query, rows), view.device)
+        c = _to(protocol.index_state(candidates, idx.flatten()), view.device)
+        video, text = (q, c) if direction == "v2t" else (c, q)
+        out[start: start + idx.shape[0]].scatter_(1, idx, score_pairs(video, text).float().cpu().view(-1, k))
+    return out
 
 
 def _to(state: State, device: torch.device) -> State:
