@@ -230,7 +230,8 @@ def heat_map(entries: Sequence[Entry], probe: str, ann: dict[str, dict[str, Any]
             text = "–" if value is None else f"{value:.0f}"
             cells.append(f"<td style='background:{_heat(value)}' title='{count} clips'>{text}</td>")
         body.append(f"<tr><td>{html.escape(template)}</td>{''.join(cells)}</tr>")
-    return f"<table class='heat' data-probe='{probe}'><tr><th>template</th>{head}</tr>{''.join(body)}</table>"
+    return (f"<div class='wide'><table class='heat' data-probe='{probe}'><tr><th>template</th>{head}</tr>"
+            f"{''.join(body)}</table></div>")
 
 
 def metadata_table(entries: Sequence[Entry]) -> str:
@@ -247,7 +248,7 @@ def metadata_table(entries: Sequence[Entry]) -> str:
                    "device", "duration", "folder"], rows)
 
 
-COMPARE_STYLE = """.chance{color:#777}.chance:after{content:" ≈ chance";font-size:0.75em}
+COMPARE_STYLE = """body{max-width:1400px}.wide{overflow-x:auto}.heat td:first-child{white-space:nowrap}.chance{color:#777}.chance:after{content:" ≈ chance";font-size:0.75em}
 .up{color:#080;font-weight:bold}.down{color:#c00;font-weight:bold}.heat td{text-align:center;min-width:3em}
 .heat td:first-child{text-align:left}.probing td{white-space:nowrap}"""
 

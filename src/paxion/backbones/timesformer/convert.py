@@ -46,7 +46,16 @@ def map_key(key: str) -> str:
 
 
 def read_state_dict(path: str) -> dict[str, torch.Tensor]:
-    """A raw state dict or the ``"model"`` entry of a container, weights-only."""
+    """A raw state dict or the ``"model"`` entry of a container, weights-only; or a ``.safetensors`` file."""
+    if str(path).endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except FileNotFoundError as error:
+            raise CheckpointError(f"{path}: no such checkpoint file") from error
+        except Exception as error:  # safetensors names neither the file nor the format
+            raise CheckpointError(f"{path}: not a readable safetensors file: {error}") from error
     try:
         container = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError as error:

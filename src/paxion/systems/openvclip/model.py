@@ -108,8 +108,13 @@ class OpenVCLIP(nn.Module):
 
     def load_state_file(self, path: str) -> None:
         """Load a state dict in this model's key space (a subset is fine; unknown keys are an error)."""
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-        state = raw.get("model_state", raw) if isinstance(raw, dict) else raw
+        if str(path).endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            raw = load_file(str(path))
+        else:
+            raw = torch.load(path, map_location="cpu", weights_only=True)
+        state = raw.get("model_state", raw.get("model", raw)) if isinstance(raw, dict) else raw
         if not isinstance(state, dict) or not state:
             raise CheckpointError(f"'{path}' holds no state dict")
         unknown = [key for key in state if key not in self.state_dict()]

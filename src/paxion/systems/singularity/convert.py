@@ -69,8 +69,27 @@ class Container:
     notes: list[str] = field(default_factory=list)
 
 
+def _read_safetensors(path: str) -> Container:
+    """Our export (``python -m paxion.assets system``): the model's tensors, the run's YAML in the metadata."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            state = {key: handle.get_tensor(key) for key in handle.keys()}
+            config = (handle.metadata() or {}).get("config", "")
+    except FileNotFoundError as error:
+        raise CheckpointError(f"{path}: no such checkpoint file") from error
+    except Exception as error:  # safetensors names neither the file nor the format
+        raise CheckpointError(f"{path}: not a readable safetensors file: {error}") from error
+    model_cfg = (OmegaConf.create(config).get("model") if config else None) or {}
+    flags = TemporalFlags(model_cfg.get("add_temporal_embed"), model_cfg.get("temporal_encoder"))
+    return Container(path=str(path), state=state, kind="ours", flags=flags)
+
+
 def read_container(path: str) -> Container:
-    """Open any of the three containers; classify it and read its temporal flags."""
+    """Open any of the three containers (or our safetensors export); classify it and read its temporal flags."""
+    if str(path).endswith(".safetensors"):
+        return _read_safetensors(path)
     try:
         with torch.serialization.safe_globals(list(OMEGACONF_SAFE_GLOBALS)):
             raw = torch.load(path, map_location="cpu", weights_only=True)
