@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
 from paxion.cli import compare
 from paxion.cli.compare_report import collect, frozen_patched_pairs
 
 TINY_DATA = {"seed": 1, "num_train": 16, "num_val": 10, "num_test": 0, "frames": 8, "size": 32}
 
 
-@pytest.mark.slow
 def test_compare_probes_every_system_and_pairs_the_patched_runs(tmp_path):
     overrides = [f"paths.cache_root={tmp_path / 'cache'}", "run.max_epoch=1", "run.max_iters_per_epoch=2",
                  "run.batch_size_train=4", "run.num_workers=0", "run.persistent_workers=false"]
