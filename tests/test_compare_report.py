@@ -61,7 +61,15 @@ def test_cells_pairs_and_page(run_dirs):
     assert "Frozen → patched" in page and page.count("<table class='heat'") == 3
     table = re.search(r"<table class='probing'>(.*?)</table>", page, flags=re.S).group(1)
     assert len(re.findall(r"<tr>", table)) == 1 + len(RUNS)
-    assert "≈ chance" in page or "class='chance'" in page  # 8 clips: every interval is wide
+    at_chance = [cell(e.run, p).at_chance for e in entries for p in ("action_antonym", "video_reversal",
+                                                                     "object_shuffle")]
+    assert any(at_chance) and page.count("<span class='chance'>") == sum(at_chance)
+    arrows = re.search(r"<h2>Frozen → patched</h2><table>(.*?)</table>", page, flags=re.DOTALL).group(1)
+    frozen, patched = pairs[0]
+    for probe in ("action_antonym", "video_reversal", "object_shuffle"):
+        before, after = cell(frozen.run, probe).accuracy, cell(patched.run, probe).accuracy
+        symbol = "↑" if after > before else ("↓" if after < before else "→")
+        assert f"{100 * before:.1f} <span class='" in arrows and f">{symbol}</span> {100 * after:.1f}" in arrows
     commits = {entry.run.environment.get("commit") for entry in entries}
     assert None not in commits, "each run records the commit it ran from"
     assert all(commit[:12] in page for commit in commits)
