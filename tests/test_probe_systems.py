@@ -30,6 +30,9 @@ SYSTEMS = {  # config -> (overrides that make it tiny, what scores the probes)
     **{f"ssv2/backbone_{name}.yaml": ([f"model.backbone={tower}", "model.backbone_ckpt=null"], "backbone")
        for name, tower in [("clipvip", "clipvip_tiny"), ("singularity", "singularity_tiny"),
                            ("alpro", "alpro_tiny"), ("openvclip", "openvclip_tiny")]},
+    **{f"ssv2/patcher_{name}.yaml": ([f"model.backbone={tower}", "model.backbone_ckpt=null", *NO_CKPT], "patcher")
+       for name, tower in [("clipvip", "clipvip_tiny"), ("singularity", "singularity_tiny"),
+                           ("alpro", "alpro_tiny"), ("openvclip", "openvclip_tiny")]},
 }
 NUM_VAL = 6
 
