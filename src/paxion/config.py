@@ -368,7 +368,24 @@ def environment() -> dict[str, Any]:
         "torch": torch.__version__,
         "paxion": version,
         "platform": platform.platform(),
+        "commit": source_commit(),
     }
+
+
+def source_commit() -> Optional[str]:
+    """The git commit of the package's source (``+dirty`` when tracked files differ), or None outside a checkout."""
+    import subprocess
+
+    here = str(Path(__file__).resolve().parent)
+    try:
+        head = subprocess.run(["git", "-C", here, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", here, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty else "")
 
 
 # --------------------------------------------------------------------------- command line

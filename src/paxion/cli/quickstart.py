@@ -1,6 +1,7 @@
 """The embedded default: the paper's story on a CPU in minutes, without any download.
 
-    python -m paxion.quickstart [--preset default|hard] [--eval-only | --data-only] [--output DIR] [a.b=c ...]
+    python -m paxion.quickstart [--preset default|hard] [--eval-only | --data-only | --compare] [--output DIR]
+                                [a.b=c ...]
 
 1. writes SynthAction into ``${paths.cache_root}/synthaction_embedded`` unless it is already there;
 2. scores the shipped frozen foundation model (``internvideo_synth_pretrained``: knows objects, not
@@ -11,6 +12,7 @@
 
 ``--eval-only`` scores the shipped patcher (``paxion/assets/kp_synth.safetensors``) instead of
 training one. Overrides ``a.b=c`` apply to the training config (e.g. ``run.max_epoch=1``).
+``--compare`` probes every system's tiny model and patches two (:mod:`paxion.cli.compare`).
 ``--preset hard`` does the same on SynthAction's hard preset (``synthaction_hard``: clutter, 10-40 frames
 of 64 x 64) with its own foundation model and configs (``embedded_hard*.yaml``).
 """
@@ -204,6 +206,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--eval-only", action="store_true", help="score the shipped patcher instead of training one")
     mode.add_argument("--data-only", action="store_true", help="only make sure the SynthAction data exists")
+    mode.add_argument("--compare", action="store_true",
+                      help="probe a tiny SynthAction-trained model of every system, patch two, write the "
+                           "comparison page (paxion.cli.compare)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="default",
                         help="default: the embedded default; hard: SynthAction's cluttered preset with its own "
                              "foundation model (measured times: docs/results.md)")
@@ -213,16 +218,22 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a tiny model: extra threads cost more in synchronisation than they give (measured 5x)
     try:
-        summary = run(args.output, args.overrides, args.eval_only, args.data_only, preset=args.preset)
+        if args.compare:
+            from paxion.cli import compare
+
+            summary = compare.run(args.output, args.overrides)
+        else:
+            summary = run(args.output, args.overrides, args.eval_only, args.data_only, preset=args.preset)
     finally:
         torch.set_num_threads(threads)  # callers in the same process (tests, notebooks) keep their setting
     if summary["rows"]:
         clips = next(iter(summary["rows"].values()))["num_samples"]
-        name = "" if args.preset == "default" else f" ({args.preset} preset)"
+        name = "" if args.preset == "default" or args.compare else f" ({args.preset} preset)"
         print(f"\nActionBench on SynthAction{name} val ({clips} clips, accuracy %, chance 50):")
         print(format_table(summary["rows"]))
         print(f"\noutput: {summary['output_dir']}   ({summary['seconds']:.0f} s)")
-        print(f"report: python -m paxion.report {summary['output_dir']}")
+        report = summary["report"] if args.compare else f"python -m paxion.report {summary['output_dir']}"
+        print(f"report: {report}")
     return summary
 
 

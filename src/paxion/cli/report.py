@@ -1,4 +1,5 @@
-"""A self-contained HTML results page for ActionBench runs: ``python -m paxion.report RUN_DIR [--out FILE]``.
+"""A self-contained HTML results page for ActionBench runs: ``python -m paxion.report RUN_DIR [--out FILE]``
+(several RUN_DIRs, or ``--compare``: one page comparing them, :mod:`paxion.cli.compare_report`).
 
 ``RUN_DIR`` is a quickstart folder (``backbone/`` and ``patcher/`` runs side by side) or any runner
 output folder; every folder below it holding ``config.yaml`` and ``result/*_output.json`` is one row.
@@ -304,13 +305,25 @@ def render(root: Path) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Path:
-    parser = argparse.ArgumentParser(description="Self-contained HTML report of ActionBench runs.")
-    parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--out", type=Path, default=None, help="default: RUN_DIR/report.html")
+    parser = argparse.ArgumentParser(
+        description="Self-contained HTML report of ActionBench runs: one folder gives its page, several (or "
+                    "--compare) one page comparing every run below them.")
+    parser.add_argument("run_dir", type=Path, nargs="+")
+    parser.add_argument("--compare", action="store_true", help="the comparison page even for one folder")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default: RUN_DIR/report.html, or comparison.html in the first RUN_DIR's parent "
+                             "(RUN_DIR itself with --compare and one folder)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    out = args.out or args.run_dir / "report.html"
-    out.write_text(render(args.run_dir))
+    roots = list(args.run_dir)
+    if len(roots) == 1 and not args.compare:
+        out, page = args.out or roots[0] / "report.html", render(roots[0])
+    else:
+        from paxion.cli.compare_report import render as render_comparison
+
+        default = roots[0] / "comparison.html" if len(roots) == 1 else roots[0].parent / "comparison.html"
+        out, page = args.out or default, render_comparison(roots)
+    out.write_text(page)
     print(f"report: {out}")
     return out
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from paxion.backbones.base import CheckpointError, Preprocess
-from paxion.backbones.safe_load import torch_load
+from paxion.backbones.safe_load import load_safetensors, torch_load
 from paxion.backbones.openvclip import SIZES, OpenVCLIPBackbone, build_openvclip_backbone
 from paxion.backbones.openvclip.convert import read_clip_state, read_pickled_checkpoint
 from paxion.backbones.openvclip.jit_archive import is_torchscript_archive
@@ -134,8 +134,8 @@ class OpenVCLIP(nn.Module):
 
     def load_state_file(self, path: str) -> None:
         """Load a state dict in this model's key space (a subset is fine; unknown keys are an error)."""
-        raw = torch_load(path)
-        state = raw.get("model_state", raw) if isinstance(raw, dict) else raw
+        raw = load_safetensors(path) if str(path).endswith(".safetensors") else torch_load(path)
+        state = raw.get("model_state", raw.get("model", raw)) if isinstance(raw, dict) else raw
         if not isinstance(state, dict) or not state:
             raise CheckpointError(f"'{path}' holds no state dict")
         unknown = [key for key in state if key not in self.state_dict()]

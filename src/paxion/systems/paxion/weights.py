@@ -167,7 +167,8 @@ def load_trainable_state(
 
 
 def load_backbone_weights(backbone: nn.Module, path: str | Path) -> LoadReport:
-    """A plain state dict of ``backbone`` (exact key set) or else the backbone's official checkpoint."""
+    """A plain state dict of ``backbone`` (exact key set; a ``.safetensors`` file may hold a whole model
+    around it, e.g. ``python -m paxion.assets system``) or else the backbone's official checkpoint."""
     path = Path(path)
     expected = set(backbone.state_dict())
     if path.suffix == ".safetensors":
@@ -180,6 +181,10 @@ def load_backbone_weights(backbone: nn.Module, path: str | Path) -> LoadReport:
         if set(state) != expected:
             return backbone.load_official_checkpoint(str(path))
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    notes = ["plain backbone state dict"]
+    if not missing and unexpected and path.suffix == ".safetensors":  # a whole system's export: its towers
+        notes = [f"the backbone's tensors of a whole model ({len(unexpected)} other tensors left out)"]
+        state, unexpected = {k: state[k] for k in expected}, []
     if missing or unexpected:
         first = (missing or unexpected)[0]
         raise CheckpointError(
@@ -187,4 +192,4 @@ def load_backbone_weights(backbone: nn.Module, path: str | Path) -> LoadReport:
             f"(first: '{first}')"
         )
     backbone.load_state_dict(state, strict=True)
-    return LoadReport(path=str(path), loaded=sorted(state), notes=["plain backbone state dict"])
+    return LoadReport(path=str(path), loaded=sorted(state), notes=notes)

@@ -34,7 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from paxion.backbones.base import CheckpointError, LoadReport
-from paxion.backbones.safe_load import torch_load
+from paxion.backbones.safe_load import check_finite, torch_load
 from paxion.backbones.singularity.convert import MLM_HEAD_KEYS, OMEGACONF_SAFE_GLOBALS, fit_tensor
 
 logger = logging.getLogger(__name__)
@@ -70,8 +70,28 @@ class Container:
     notes: list[str] = field(default_factory=list)
 
 
+def _read_safetensors(path: str) -> Container:
+    """Our export (``python -m paxion.assets system``): the model's tensors, the run's YAML in the metadata."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            state = {key: handle.get_tensor(key) for key in handle.keys()}
+            config = (handle.metadata() or {}).get("config", "")
+    except FileNotFoundError as error:
+        raise CheckpointError(f"{path}: no such checkpoint file") from error
+    except Exception as error:  # safetensors names neither the file nor the format
+        raise CheckpointError(f"{path}: not a readable safetensors file: {error}") from error
+    check_finite(state, path)
+    model_cfg = (OmegaConf.create(config).get("model") if config else None) or {}
+    flags = TemporalFlags(model_cfg.get("add_temporal_embed"), model_cfg.get("temporal_encoder"))
+    return Container(path=str(path), state=state, kind="ours", flags=flags)
+
+
 def read_container(path: str) -> Container:
-    """Open any of the three containers; classify it and read its temporal flags."""
+    """Open any of the three containers (or our safetensors export); classify it and read its temporal flags."""
+    if str(path).endswith(".safetensors"):
+        return _read_safetensors(path)
     raw = torch_load(path, safe_globals=OMEGACONF_SAFE_GLOBALS)
     if not isinstance(raw, Mapping) or not isinstance(raw.get("model"), Mapping):
         found = sorted(raw)[:8] if isinstance(raw, Mapping) else type(raw).__name__
