@@ -15,7 +15,6 @@ What Paxion reads from it:
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 import torch
@@ -55,9 +54,6 @@ class AlproWidths:
         if self.video.width != self.text_width:
             raise ValueError(f"joint self-attention needs video width {self.video.width} == text width "
                              f"{self.text_width}")
-
-    def with_frames(self, num_frames: int, **video: object) -> "AlproWidths":
-        return dataclasses.replace(self, video=dataclasses.replace(self.video, num_frames=num_frames, **video))
 
 
 ALPRO_BASE = AlproWidths()
