@@ -118,8 +118,10 @@ def test_singularity_retrieval_from_a_release_file(singularity):
     assert mc.names[0] == CAPTIONS[int(out["pred"][0])]
 
 
-def test_singularity_qa_ranks_its_answer_list(singularity):
-    model, preprocess, tokenizer = paxion.load_model("train/synthaction/singularity_qa", checkpoint=singularity)
+def test_singularity_qa_ranks_its_answer_list(singularity, tmp_path):
+    # an empty data root: no answer-list file, whatever the working directory holds
+    model, preprocess, tokenizer = paxion.load_model("train/synthaction/singularity_qa", checkpoint=singularity,
+                                                     overrides=[f"paths.data_root={tmp_path}"])
     assert tokenizer is not None and type(model).__name__ == "SingularityQA"
     video = preprocess(CLIP)
     answers = ["falling", "rising", "green", "square"]
