@@ -1,6 +1,7 @@
 """Run folders written before the package moved (systems/paxion/, engine/, cli/) still load and evaluate.
 
-``tests/data/premove_toy_run/`` is the ``best.pth`` and ``config.yaml`` of a toy run made by ``python -m paxion.train
+``tests/data/premove_toy_run/`` is the ``best.pth`` and ``config.yaml`` (local paths in its saved config replaced by
+relative ones) of a toy run made by ``python -m paxion.train
 --cfg-path configs/toy/train.yaml`` at the commit before the move. A checkpoint holds tensors and plain containers
 only (no pickled class paths), so where a module lives cannot matter; this test keeps it so.
 """
