@@ -23,7 +23,8 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 import paxion  # noqa: F401  (fills the registry)
 from paxion.engine import dist
 from paxion.backbones.base import CheckpointError
-from paxion.config import ConfigError, data_commands, keys_naming, load_config, parse_cli, prepare_output_dir
+from paxion.cli.config_hints import data_commands, keys_naming
+from paxion.config import ConfigError, load_config, parse_cli, prepare_output_dir
 from paxion.data.annotations import AnnotationError
 from paxion.data.synthetic.generate import OverwriteError
 from paxion.data.video import VideoDecodeError
