@@ -22,18 +22,11 @@ from paxion.tasks.qa import AnswerRankingQATask
 from paxion.tasks.qa_classification import QAClassificationTask
 from paxion.tasks.retrieval import RetrievalTask
 from paxion.techniques import build_techniques
+from singularity_fixtures import single_thread  # noqa: F401  (autouse: tiny tensors on one thread)
 from test_singularity_convert import official_config, release_state, save
 
 CLIP = asset("demo_clip.mp4")
 CAPTIONS = ["Green square falling", "Green square rising", "Purple circle falling"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _task(cls, **task):  # noqa: ANN001, ANN202

@@ -30,7 +30,6 @@ EOT and EOT padding -> 63, any other id i -> i % 62); the zero-initialised tempo
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -108,14 +107,7 @@ def build_backbone(models: object, work: Path, out: Path) -> torch.nn.Module:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--original", required=True, type=Path, help="the Paxion checkout's src/ folder")
-    parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--commit", default=COMMIT, help="the checkout's commit when it has no .git (an export)")
-    args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-    sys.path.insert(0, str(args.original))
-    common.install_lavis_stand_ins()
+    args = common.paxion_checkout(__doc__, COMMIT)
     import models
     from transformers import CLIPTokenizerFast
 

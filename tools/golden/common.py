@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import importlib.machinery
 import importlib.metadata
@@ -135,6 +136,20 @@ def install_lavis_stand_ins() -> None:
                 importlib.import_module(name)
             except ImportError:
                 _module(name)
+
+
+def paxion_checkout(doc: str, commit: str) -> argparse.Namespace:
+    """Command line of the Paxion-checkout generators: parse it, make ``--out``, put the checkout on the path
+    with the LAVIS stand-ins installed."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--original", required=True, type=Path, help="the Paxion checkout's src/ folder")
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--commit", default=commit, help="the checkout's commit when it has no .git (an export)")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    sys.path.insert(0, str(args.original))
+    install_lavis_stand_ins()
+    return args
 
 
 def git_commit(src: Path) -> str:

@@ -29,7 +29,6 @@ SOT -> 62, EOT -> 63, any other id i -> 1 + i % 61); parameters the original ini
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -127,14 +126,7 @@ def release_file(model: torch.nn.Module, temp: float) -> dict[str, object]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--original", required=True, type=Path, help="the Paxion checkout's src/ folder")
-    parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--commit", default=COMMIT, help="the checkout's commit when it has no .git (an export)")
-    args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-    sys.path.insert(0, str(args.original))
-    common.install_lavis_stand_ins()
+    args = common.paxion_checkout(__doc__, COMMIT)
     import InternVideo
     import models
 
