@@ -69,6 +69,14 @@ def load_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def safetensors_metadata(path: str | Path) -> dict[str, str]:
+    """The string metadata of a ``.safetensors`` file's header (read after :func:`load_safetensors` checked it)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        return dict(handle.metadata() or {})
+
+
 def describe_refusal(path: Path, exc: BaseException) -> str:
     """What a file that ``torch.load(weights_only=True)`` refused is, and what to do, in one sentence."""
     kind = _file_kind(path)

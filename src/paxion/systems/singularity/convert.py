@@ -34,7 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from paxion.backbones.base import CheckpointError, LoadReport
-from paxion.backbones.safe_load import check_finite, torch_load
+from paxion.backbones.safe_load import load_safetensors, safetensors_metadata, torch_load
 from paxion.backbones.singularity.convert import MLM_HEAD_KEYS, OMEGACONF_SAFE_GLOBALS, fit_tensor
 
 logger = logging.getLogger(__name__)
@@ -72,17 +72,8 @@ class Container:
 
 def _read_safetensors(path: str) -> Container:
     """Our export (``python -m paxion.assets system``): the model's tensors, the run's YAML in the metadata."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            state = {key: handle.get_tensor(key) for key in handle.keys()}
-            config = (handle.metadata() or {}).get("config", "")
-    except FileNotFoundError as error:
-        raise CheckpointError(f"{path}: no such checkpoint file") from error
-    except Exception as error:  # safetensors names neither the file nor the format
-        raise CheckpointError(f"{path}: not a readable safetensors file: {error}") from error
-    check_finite(state, path)
+    state = load_safetensors(path)
+    config = safetensors_metadata(path).get("config", "")
     model_cfg = (OmegaConf.create(config).get("model") if config else None) or {}
     flags = TemporalFlags(model_cfg.get("add_temporal_embed"), model_cfg.get("temporal_encoder"))
     return Container(path=str(path), state=state, kind="ours", flags=flags)
