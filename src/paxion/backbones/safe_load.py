@@ -69,6 +69,19 @@ def load_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def read_state_dict(path: str | Path, mmap: bool = False) -> dict[str, torch.Tensor]:
+    """Tensors of a ``.safetensors`` file, or of a torch file: a bare state dict or its ``["model"]`` entry."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        return load_safetensors(path)
+    obj: Any = torch_load(path, mmap=mmap)
+    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
+        obj = obj["model"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path}: expected a state dict of tensors (or one under 'model')")
+    return dict(obj)
+
+
 def safetensors_metadata(path: str | Path) -> dict[str, str]:
     """The string metadata of a ``.safetensors`` file's header (read after :func:`load_safetensors` checked it)."""
     from safetensors import safe_open

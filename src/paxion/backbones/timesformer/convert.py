@@ -24,7 +24,7 @@ from typing import Callable, Iterable
 import torch
 
 from paxion.backbones.base import CheckpointError, LoadReport
-from paxion.backbones.safe_load import load_safetensors, torch_load
+from paxion.backbones.safe_load import read_state_dict
 from paxion.backbones.timesformer.vit import resize_pos_embed, resize_time_embed
 
 RENAMES = (
@@ -44,16 +44,6 @@ def map_key(key: str) -> str:
     for pattern, repl in RENAMES:
         key = pattern.sub(repl, key)
     return key
-
-
-def read_state_dict(path: str) -> dict[str, torch.Tensor]:
-    """A raw state dict or the ``"model"`` entry of a container, weights-only; or a ``.safetensors`` file."""
-    container = load_safetensors(path) if str(path).endswith(".safetensors") else torch_load(path)
-    if isinstance(container, Mapping) and isinstance(container.get("model"), Mapping):
-        container = container["model"]
-    if not isinstance(container, Mapping) or not all(isinstance(v, torch.Tensor) for v in container.values()):
-        raise CheckpointError(f"{path}: neither a state dict nor {{'model': state_dict}}")
-    return dict(container)
 
 
 @dataclass

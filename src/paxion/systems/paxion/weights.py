@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
 import torch
 from torch import nn
 
 from paxion.backbones.base import CheckpointError, LoadReport
-from paxion.backbones.safe_load import load_safetensors, torch_load
+from paxion.backbones.safe_load import read_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -44,19 +44,6 @@ BACKBONE_PREFIX = "vl_backbone."
 # embedding into a model without one (the original drops it silently; we report it)
 OPTIONAL_KEYS = ("patcher.temporal_embedding",)
 OWN_PREFIXES = ("patcher.", "fuser.")  # our layout; "temp" is shared by both layouts
-
-
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors of a ``.safetensors`` file, or of a torch file (its ``["model"]`` entry when present)."""
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        return load_safetensors(path)
-    obj: Any = torch_load(path, mmap=True)  # says what a refused file is; refuses NaN/inf tensors
-    if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
-        obj = obj["model"]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(f"{path}: expected a state dict of tensors (or one under 'model')")
-    return obj
 
 
 def _map_official_key(key: str) -> str | None:
@@ -136,7 +123,7 @@ def load_trainable_state(
     and loaded only when ``load_backbone``.
     """
     path = str(path)
-    raw = read_state_dict(path)
+    raw = read_state_dict(path, mmap=True)
     state, ignored, notes = to_own_keys(raw, path)
     notes += check_backbone_tensors(model, raw, path, load_backbone)
     own = {k: v for k, v in model.state_dict().items() if not k.startswith("backbone.")}
@@ -172,10 +159,10 @@ def load_backbone_weights(backbone: nn.Module, path: str | Path) -> LoadReport:
     path = Path(path)
     expected = set(backbone.state_dict())
     if path.suffix == ".safetensors":
-        state = read_state_dict(path)
+        state = read_state_dict(path, mmap=True)
     else:
         try:
-            state = read_state_dict(path)
+            state = read_state_dict(path, mmap=True)
         except Exception:  # official containers may hold non-tensor entries: not a plain state dict
             state = {}
         if set(state) != expected:
